@@ -1,0 +1,146 @@
+"""The one depth convention of the project (numpy only, no torch).
+
+Depth maps are float32 arrays ``[H, W]`` of *relative* depth: larger = farther, defined only where the
+mask is true and NaN elsewhere. For the diffusion model a depth map is turned into a *depth code* in
+[-1, 1]: the face is normalised by its 2 % / 98 % quantiles inside the mask to
+[-1, ``FOREGROUND_MAX``] and the background is set to ``BACKGROUND_CODE`` (= 1, the far plane). The gap
+between the two lets the model's output say where the face is (``code < MASK_THRESHOLD``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+FOREGROUND_MAX = 0.6  # code of the farthest face point (98 % quantile)
+BACKGROUND_CODE = 1.0  # code of everything outside the mask
+MASK_THRESHOLD = 0.8  # code below this = face
+QUANTILES = (0.02, 0.98)
+
+
+def _as_mask(depth: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    finite = np.isfinite(depth)
+    return finite if mask is None else (np.asarray(mask, dtype=bool) & finite)
+
+
+def depth_to_code(depth: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Relative depth ``[H, W]`` (NaN = unknown) -> depth code ``[H, W]`` in [-1, 1], float32."""
+    depth = np.asarray(depth, dtype=np.float32)
+    mask = _as_mask(depth, mask)
+    code = np.full(depth.shape, BACKGROUND_CODE, dtype=np.float32)
+    if not mask.any():
+        return code
+    lo, hi = np.quantile(depth[mask], QUANTILES)
+    span = max(float(hi - lo), 1e-6)
+    unit = np.clip((depth[mask] - lo) / span, 0.0, 1.0)  # 0 = near, 1 = far
+    code[mask] = -1.0 + unit * (FOREGROUND_MAX + 1.0)
+    return code
+
+
+def code_to_depth(code: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Depth code ``[H, W]`` -> (relative depth in [0, 1] with NaN outside the mask, mask).
+
+    Without a given mask the face is where ``code < MASK_THRESHOLD``.
+    """
+    code = np.asarray(code, dtype=np.float32)
+    if mask is None:
+        mask = code < MASK_THRESHOLD
+    mask = np.asarray(mask, dtype=bool)
+    depth = np.clip((code + 1.0) / (FOREGROUND_MAX + 1.0), 0.0, 1.0).astype(np.float32)
+    depth[~mask] = np.nan
+    return depth, mask
+
+
+def align_scale_shift(pred: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None) -> tuple[float, float]:
+    """Least-squares ``scale, shift`` so that ``scale * pred + shift ~= target`` over the mask."""
+    m = _as_mask(pred, mask) & np.isfinite(target)
+    p, t = pred[m].astype(np.float64), target[m].astype(np.float64)
+    if p.size < 2:
+        return 1.0, 0.0
+    a = np.stack([p, np.ones_like(p)], axis=1)
+    (scale, shift), *_ = np.linalg.lstsq(a, t, rcond=None)
+    return float(scale), float(shift)
+
+
+@dataclass
+class EnsembleResult:
+    depth: np.ndarray  # [H, W] median of the aligned members, NaN outside the mask
+    uncertainty: np.ndarray  # [H, W] standard deviation of the aligned members, NaN outside the mask
+    scales: np.ndarray  # [E] scale applied to each member
+    shifts: np.ndarray  # [E] shift applied to each member
+
+
+def ensemble_depths(members: np.ndarray, mask: np.ndarray | None = None) -> EnsembleResult:
+    """Merge ``[E, H, W]`` depth predictions (Marigold's recipe).
+
+    Each member is aligned to the first by least-squares scale and shift inside the mask, the aligned
+    members are merged by their median, and their spread (standard deviation) is the uncertainty. The
+    result is then renormalised to [0, 1] over the mask so it keeps the relative-depth convention.
+    """
+    members = np.asarray(members, dtype=np.float32)
+    if members.ndim != 3:
+        raise ValueError(f"members must be [E, H, W], got shape {members.shape}")
+    mask = _as_mask(members[0], mask)
+    ref = members[0]
+    scales, shifts, aligned = [], [], []
+    for member in members:
+        s, b = align_scale_shift(member, ref, mask)
+        scales.append(s)
+        shifts.append(b)
+        aligned.append(s * member + b)
+    aligned = np.stack(aligned)
+    depth = np.median(aligned, axis=0)
+    std = aligned.std(axis=0)
+    if mask.any():
+        lo, hi = float(np.min(depth[mask])), float(np.max(depth[mask]))
+        span = max(hi - lo, 1e-6)
+        depth = (depth - lo) / span
+        std = std / span
+    depth = depth.astype(np.float32)
+    std = std.astype(np.float32)
+    depth[~mask] = np.nan
+    std[~mask] = np.nan
+    return EnsembleResult(depth, std, np.asarray(scales, np.float32), np.asarray(shifts, np.float32))
+
+
+# --- exchange formats -------------------------------------------------------------------------------------
+
+
+def depth_to_png16(depth: np.ndarray) -> np.ndarray:
+    """Relative depth (NaN = unknown) -> uint16 image: 1..65535 spans the face's near..far range, 0 = no depth."""
+    depth = np.asarray(depth, dtype=np.float32)
+    valid = np.isfinite(depth)
+    out = np.zeros(depth.shape, dtype=np.uint16)
+    if valid.any():
+        lo, hi = float(depth[valid].min()), float(depth[valid].max())
+        unit = (depth[valid] - lo) / max(hi - lo, 1e-12)
+        out[valid] = np.round(1 + unit * 65534).astype(np.uint16)
+    return out
+
+
+def png16_to_depth(png: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`depth_to_png16` up to scale: uint16 -> relative depth in [0, 1], NaN where 0."""
+    png = np.asarray(png)
+    depth = (png.astype(np.float32) - 1.0) / 65534.0
+    depth[png == 0] = np.nan
+    return depth
+
+
+def colorize_depth(depth: np.ndarray, background=(255, 255, 255)) -> np.ndarray:
+    """Relative depth -> ``[H, W, 3]`` uint8 with the perceptual 'magma' colour map.
+
+    Direction: near = bright (yellow-white), far = dark (purple-black), normalised over the valid pixels;
+    pixels without depth get ``background``.
+    """
+    from matplotlib import colormaps  # local import: matplotlib is only needed for pictures
+
+    depth = np.asarray(depth, dtype=np.float32)
+    valid = np.isfinite(depth)
+    rgb = np.empty(depth.shape + (3,), dtype=np.uint8)
+    rgb[...] = np.asarray(background, dtype=np.uint8)
+    if valid.any():
+        lo, hi = float(depth[valid].min()), float(depth[valid].max())
+        near = 1.0 - (depth[valid] - lo) / max(hi - lo, 1e-12)
+        rgb[valid] = (colormaps["magma"](near)[:, :3] * 255).round().astype(np.uint8)
+    return rgb

@@ -1,0 +1,161 @@
+"""The joint RGB + depth diffusion model: one module used by the pipelines and by training alike."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, UNet2DConditionModel
+
+from .context import LearnedContext, clip_image_context
+from .reference import ReferenceNet, ReferenceState, set_reference_processors
+
+
+class JointDiffusion(torch.nn.Module):
+    """Denoiser + reference network + context, over a joint RGB + depth representation.
+
+    The representation ``x`` ``[B, c_rgb + c_depth, h, w]`` holds RGB and depth side by side:
+
+    - latent mode (``vae`` given): RGB in [-1, 1] and the depth code (see ``portrait.depth``) replicated to
+      3 channels are each encoded by the same frozen VAE, ``c_rgb = c_depth = latent_channels``;
+    - pixel mode (no VAE): RGB (3 channels) and the depth code (1 channel) themselves.
+
+    Exactly one of ``image_encoder`` (a ``CLIPVisionModelWithProjection``) and ``context_embedding``
+    (:class:`LearnedContext`) provides the cross-attention context.
+    """
+
+    def __init__(
+        self,
+        unet: UNet2DConditionModel,
+        reference_net: ReferenceNet,
+        vae: AutoencoderKL | None = None,
+        image_encoder=None,
+        context_embedding: LearnedContext | None = None,
+    ):
+        super().__init__()
+        if (image_encoder is None) == (context_embedding is None):
+            raise ValueError("give exactly one of `image_encoder` and `context_embedding`")
+        self.unet, self.reference_net, self.vae = unet, reference_net, vae
+        self.image_encoder, self.context_embedding = image_encoder, context_embedding
+        set_reference_processors(unet)
+        set_reference_processors(reference_net)
+        expected = self.rgb_channels + self.depth_channels
+        if unet.config.in_channels != expected or unet.config.out_channels != expected:
+            raise ValueError(
+                f"unet must have {expected} input and output channels for this representation, "
+                f"got {unet.config.in_channels} -> {unet.config.out_channels}"
+            )
+        if reference_net.config.in_channels != self.rgb_channels:
+            raise ValueError(f"reference_net must read {self.rgb_channels} channels, got {reference_net.config.in_channels}")
+
+    # --- representation ---------------------------------------------------------------------------------
+
+    @property
+    def rgb_channels(self) -> int:
+        return self.vae.config.latent_channels if self.vae is not None else 3
+
+    @property
+    def depth_channels(self) -> int:
+        return self.vae.config.latent_channels if self.vae is not None else 1
+
+    @property
+    def scale_factor(self) -> int:
+        """Pixels per representation cell along each side."""
+        return 2 ** (len(self.vae.config.block_out_channels) - 1) if self.vae is not None else 1
+
+    def _vae_encode(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.vae.encode(x.to(self.vae.dtype)).latent_dist.mode()
+        return (z * self.vae.config.scaling_factor).to(x.dtype)
+
+    def encode_rgb(self, rgb: torch.Tensor) -> torch.Tensor:
+        """RGB ``[B, 3, H, W]`` in [-1, 1] -> ``[B, c_rgb, h, w]``."""
+        return self._vae_encode(rgb) if self.vae is not None else rgb
+
+    def encode_depth(self, code: torch.Tensor) -> torch.Tensor:
+        """Depth code ``[B, 1, H, W]`` in [-1, 1] -> ``[B, c_depth, h, w]``."""
+        return self._vae_encode(code.repeat(1, 3, 1, 1)) if self.vae is not None else code
+
+    def encode(self, rgb: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.encode_rgb(rgb), self.encode_depth(code)], dim=1)
+
+    def decode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[B, c_rgb + c_depth, h, w]`` -> (RGB ``[B, 3, H, W]``, depth code ``[B, 1, H, W]``), clamped to [-1, 1]."""
+        rgb, depth = x.split([self.rgb_channels, self.depth_channels], dim=1)
+        if self.vae is not None:
+            sf = self.vae.config.scaling_factor
+            rgb = self.vae.decode((rgb / sf).to(self.vae.dtype)).sample.to(x.dtype)
+            depth = self.vae.decode((depth / sf).to(self.vae.dtype)).sample.to(x.dtype).mean(dim=1, keepdim=True)
+        return rgb.clamp(-1, 1), depth.clamp(-1, 1)
+
+    # --- conditioning ---------------------------------------------------------------------------------------
+
+    def context(self, reference_rgb: torch.Tensor) -> torch.Tensor:
+        """Cross-attention context ``[B, T, D]`` of the reference."""
+        if self.context_embedding is not None:
+            return self.context_embedding(reference_rgb.shape[0]).to(reference_rgb.dtype)
+        return clip_image_context(self.image_encoder, reference_rgb).to(reference_rgb.dtype)
+
+    def drop_context(self, context: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """The unconditional context for samples whose ``keep`` is False (a zero CLIP embedding)."""
+        if self.context_embedding is not None:
+            return context  # a learned context carries no identity: nothing to drop
+        return context * keep.to(context.dtype).view(-1, 1, 1)
+
+    def reference_states(self, reference_rgb: torch.Tensor) -> ReferenceState:
+        """One reference-network pass on the clean reference ``[B, 3, H, W]``; cache it for all steps."""
+        return self.reference_net.reference_states(self.encode_rgb(reference_rgb), self.context(reference_rgb))
+
+    def denoise(
+        self,
+        x_t: torch.Tensor,
+        timestep: torch.Tensor,
+        context: torch.Tensor,
+        reference: ReferenceState | None = None,
+        keep: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The denoiser's prediction ``[B, C, h, w]`` for ``x_t``; ``reference=None`` = no reference at all."""
+        kwargs = {"reference": reference.reader(keep)} if reference is not None else None
+        return self.unet(x_t, timestep, context, cross_attention_kwargs=kwargs).sample
+
+    # --- training -------------------------------------------------------------------------------------------
+
+    def training_loss(
+        self,
+        batch: dict[str, torch.Tensor],
+        noise_scheduler,
+        reference_dropout: float = 0.1,
+        depth_weight: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Denoising loss over all channels (RGB and depth) of one batch.
+
+        ``batch``: ``rgb`` ``[B, 3, H, W]`` in [-1, 1], ``depth`` ``[B, 1, H, W]`` depth code in [-1, 1],
+        ``reference`` ``[B, 3, H, W]`` in [-1, 1] (another view of the same person). A fraction
+        ``reference_dropout`` of the samples is trained without the reference (and with the unconditional
+        context) so classifier-free guidance on identity works.
+        """
+        rgb, code, reference = batch["rgb"], batch["depth"], batch["reference"]
+        bsz, device = rgb.shape[0], rgb.device
+        with torch.no_grad():
+            x0 = self.encode(rgb, code)  # [B, C, h, w]
+        noise = torch.randn(x0.shape, generator=generator, device=device, dtype=x0.dtype)
+        timesteps = torch.randint(
+            0, noise_scheduler.config.num_train_timesteps, (bsz,), generator=generator, device=device
+        )
+        x_t = noise_scheduler.add_noise(x0, noise, timesteps)
+        keep = torch.rand(bsz, generator=generator, device=device) >= reference_dropout  # [B]
+
+        context = self.context(reference)  # [B, T, D]
+        with torch.no_grad():
+            ref_latent = self.encode_rgb(reference)
+        states = self.reference_net.reference_states(ref_latent, context)
+        pred = self.denoise(x_t, timesteps, self.drop_context(context, keep), states, keep)
+
+        if noise_scheduler.config.prediction_type == "epsilon":
+            target = noise
+        elif noise_scheduler.config.prediction_type == "v_prediction":
+            target = noise_scheduler.get_velocity(x0, noise, timesteps)
+        else:
+            target = x0
+        err = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(0, 2, 3))  # [C]
+        rgb_loss, depth_loss = err.split([self.rgb_channels, self.depth_channels])
+        return (rgb_loss.sum() + depth_weight * depth_loss.sum()) / (self.rgb_channels + depth_weight * self.depth_channels)

@@ -1,0 +1,15 @@
+"""Pipelines: generation, depth estimation and editing on one joint model; building and loading."""
+
+from .build import ModelConfig, build_from_stable_diffusion, build_pipeline
+from .loading import DEFAULT_MODEL_DIR, load_pipeline
+from .pipeline_portrait import PortraitPipeline, PortraitPipelineOutput
+
+__all__ = [
+    "DEFAULT_MODEL_DIR",
+    "ModelConfig",
+    "PortraitPipeline",
+    "PortraitPipelineOutput",
+    "build_from_stable_diffusion",
+    "build_pipeline",
+    "load_pipeline",
+]

@@ -1,0 +1,373 @@
+"""One diffusers pipeline, three jobs: joint generation, depth estimation and depth-driven editing.
+
+All three sample the same joint RGB + depth representation (see ``JointDiffusion``); they differ only in
+which channels are *known*. Known channels are replaced at every step by their clean value noised to the
+current timestep (RePaint-style channel-wise inpainting), optionally inside a mask only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import PIL.Image
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, DDIMScheduler, DiffusionPipeline, UNet2DConditionModel
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+
+from ..depth import code_to_depth, depth_to_code, ensemble_depths
+from ..models import JointDiffusion, LearnedContext, ReferenceNet
+
+
+@dataclass
+class PortraitPipelineOutput(BaseOutput):
+    """Output of every job of :class:`PortraitPipeline`, at the pipeline's working resolution ``R``.
+
+    Args:
+        images: ``N`` RGB ``PIL.Image`` of size ``R x R`` (for depth estimation: the input, unchanged).
+        depth: ``[N, R, R]`` float32 relative depth in [0, 1] over the face (larger = farther), NaN outside
+            ``mask``.
+        mask: ``[N, R, R]`` bool, where the depth is defined (the face).
+        uncertainty: ``[N, R, R]`` float32 spread of the ensemble members, in the units of ``depth``
+            (depth estimation only, else ``None``).
+    """
+
+    images: list[PIL.Image.Image]
+    depth: np.ndarray
+    mask: np.ndarray
+    uncertainty: np.ndarray | None = None
+
+
+StepCallback = Callable[[int, int], None]  # (steps done, total steps)
+
+
+class PortraitPipeline(DiffusionPipeline):
+    """Joint RGB + depth portrait diffusion with a reference network for identity.
+
+    Components: ``unet`` (the channel-expanded denoiser), ``reference_net``, ``scheduler``, and optionally
+    ``vae`` (latent mode; without it the model works on pixels), and exactly one of ``image_encoder`` (CLIP
+    image embedding of the reference as cross-attention context) or ``context_embedding`` (learned).
+    """
+
+    _optional_components = ["vae", "image_encoder", "context_embedding"]
+
+    def __init__(
+        self,
+        unet: UNet2DConditionModel,
+        reference_net: ReferenceNet,
+        scheduler: DDIMScheduler,
+        vae: AutoencoderKL | None = None,
+        image_encoder=None,
+        context_embedding: LearnedContext | None = None,
+        resolution: int | None = None,
+    ):
+        super().__init__()
+        self.register_modules(
+            unet=unet, reference_net=reference_net, scheduler=scheduler, vae=vae,
+            image_encoder=image_encoder, context_embedding=context_embedding,
+        )
+        if resolution is None:
+            resolution = unet.config.sample_size * self.model.scale_factor
+        self.register_to_config(resolution=int(resolution))
+
+    @property
+    def model(self) -> JointDiffusion:
+        """The components as one :class:`JointDiffusion` (a view: no weights are copied)."""
+        return JointDiffusion(self.unet, self.reference_net, self.vae, self.image_encoder, self.context_embedding)
+
+    @property
+    def resolution(self) -> int:
+        """Working resolution in pixels (square)."""
+        return self.config.resolution
+
+    # --- input checking and conversion ----------------------------------------------------------------------
+
+    def check_inputs(
+        self,
+        image=None,
+        image_name: str = "image",
+        num_inference_steps: int = 20,
+        guidance_scale: float = 1.0,
+        strength: float = 1.0,
+        count: int = 1,
+        count_name: str = "num_images",
+        target_depth: np.ndarray | None = None,
+        mask: np.ndarray | None = None,
+        init_image=None,
+    ) -> None:
+        """Raise ``ValueError`` naming the argument for anything the pipeline cannot use."""
+        for name, img in ((image_name, image), ("init_image", init_image)):
+            if img is None:
+                continue
+            if not isinstance(img, PIL.Image.Image):
+                raise ValueError(f"`{name}` must be a PIL.Image, got {type(img).__name__}")
+            if img.mode != "RGB":
+                raise ValueError(f"`{name}` must be an RGB image, got mode {img.mode!r}; convert it with .convert('RGB')")
+            if img.width != img.height:
+                raise ValueError(
+                    f"`{name}` must be a square face crop, got {img.width}x{img.height}; "
+                    "crop it with portrait.face.align_face first"
+                )
+            if img.width < 8:
+                raise ValueError(f"`{name}` is {img.width}x{img.height}; at least 8x8 pixels are needed")
+        if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
+            raise ValueError(f"`num_inference_steps` must be an integer >= 1, got {num_inference_steps!r}")
+        if not np.isfinite(guidance_scale) or guidance_scale < 0:
+            raise ValueError(f"`guidance_scale` must be >= 0, got {guidance_scale!r}")
+        if not 0.0 <= strength <= 1.0:
+            raise ValueError(f"`strength` must be in [0, 1], got {strength!r}")
+        if not isinstance(count, int) or count < 1:
+            raise ValueError(f"`{count_name}` must be an integer >= 1, got {count!r}")
+        if target_depth is not None:
+            target_depth = np.asarray(target_depth)
+            if target_depth.ndim != 2 or target_depth.shape[0] != target_depth.shape[1]:
+                raise ValueError(f"`target_depth` must be a square [H, W] array, got shape {target_depth.shape}")
+            if not np.isfinite(target_depth).any():
+                raise ValueError("`target_depth` has no finite value: nothing to edit towards")
+            if mask is not None and np.shape(mask) != target_depth.shape:
+                raise ValueError(f"`mask` has shape {np.shape(mask)} but `target_depth` has shape {target_depth.shape}")
+        elif mask is not None:
+            raise ValueError("`mask` was given without `target_depth`")
+
+    def _image_tensor(self, image: PIL.Image.Image) -> torch.Tensor:
+        """PIL RGB -> ``[1, 3, R, R]`` in [-1, 1] on the pipeline's device."""
+        r = self.resolution
+        if image.size != (r, r):
+            image = image.resize((r, r), PIL.Image.Resampling.LANCZOS)
+        x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)[None]
+        return x.to(self.device, self.unet.dtype)
+
+    def _depth_tensor(self, depth: np.ndarray, mask: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Relative depth ``[H, W]`` (+ mask) -> depth code ``[1, 1, R, R]`` and mask ``[1, 1, R, R]`` (float)."""
+        depth = np.asarray(depth, dtype=np.float32)
+        mask = np.isfinite(depth) if mask is None else (np.asarray(mask, dtype=bool) & np.isfinite(depth))
+        code = torch.from_numpy(depth_to_code(depth, mask))[None, None]
+        m = torch.from_numpy(mask.astype(np.float32))[None, None]
+        r = self.resolution
+        if code.shape[-1] != r:
+            code = F.interpolate(code, size=(r, r), mode="bilinear", align_corners=False, antialias=True)
+            m = (F.interpolate(m, size=(r, r), mode="area") >= 0.5).float()
+            code = torch.where(m > 0, code, torch.ones_like(code))
+        return code.to(self.device, self.unet.dtype), m.to(self.device, self.unet.dtype)
+
+    @staticmethod
+    def _to_pil(rgb: torch.Tensor) -> list[PIL.Image.Image]:
+        arr = ((rgb.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        return [PIL.Image.fromarray(a) for a in arr]
+
+    # --- the sampler shared by all jobs --------------------------------------------------------------------
+
+    @torch.no_grad()
+    def _sample(
+        self,
+        reference: torch.Tensor,
+        count: int,
+        num_inference_steps: int,
+        guidance_scale: float,
+        generator: torch.Generator | None,
+        known_rgb: torch.Tensor | None = None,
+        known_depth: torch.Tensor | None = None,
+        depth_mask: torch.Tensor | None = None,
+        init: tuple[torch.Tensor, torch.Tensor] | None = None,
+        strength: float = 1.0,
+        callback: StepCallback | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sample ``count`` joint representations; return (RGB ``[N, 3, R, R]``, depth code ``[N, 1, R, R]``).
+
+        ``reference`` ``[1, 3, R, R]``: identity. ``known_rgb`` ``[1, 3, R, R]`` / ``known_depth``
+        ``[1, 1, R, R]`` (+ ``depth_mask``): channels held to the given value. ``init`` (RGB, depth code):
+        start from this, noised to ``strength`` (SDEdit); ``strength`` 1 = from pure noise.
+        """
+        model = self.model
+        scheduler = self.scheduler
+        n, f = count, model.scale_factor
+        shape = (n, model.rgb_channels + model.depth_channels, self.resolution // f, self.resolution // f)
+        do_cfg = guidance_scale > 1.0
+
+        # 1. Reference network: one pass on the clean reference, cached for every step  [1, L, C] per layer
+        context = model.context(reference)  # [1, T, D]
+        states = model.reference_states(reference)
+        if do_cfg:  # batch = [unconditional (reference dropped) | conditional]
+            keep = torch.tensor([False] * n + [True] * n, device=self.device)
+            context = model.drop_context(context.repeat(2 * n, 1, 1), keep)
+        else:
+            keep = None
+            context = context.repeat(n, 1, 1)
+
+        # 2. Timesteps (SDEdit: skip the first 1 - strength of them)
+        scheduler.set_timesteps(num_inference_steps, device=self.device)
+        timesteps = scheduler.timesteps
+        if init is not None and strength < 1.0:
+            skip = min(int(round(num_inference_steps * (1.0 - strength))), num_inference_steps - 1)
+            timesteps = timesteps[skip:]
+        else:
+            init = None
+
+        # 3. Known channels in the representation space: x0_known [1, C, h, w], known [1, C, h, w] in {0, 1}
+        known, x0_known = None, None
+        if known_rgb is not None or known_depth is not None:
+            x0_known = torch.zeros((1,) + shape[1:], device=self.device, dtype=self.unet.dtype)
+            known = torch.zeros_like(x0_known)
+            if known_rgb is not None:
+                x0_known[:, : model.rgb_channels] = model.encode_rgb(known_rgb)
+                known[:, : model.rgb_channels] = 1.0
+            if known_depth is not None:
+                x0_known[:, model.rgb_channels :] = model.encode_depth(known_depth)
+                m = torch.ones_like(known_depth) if depth_mask is None else depth_mask
+                m = (F.interpolate(m, size=shape[-2:], mode="area") >= 0.5).to(known.dtype) if f > 1 else m
+                known[:, model.rgb_channels :] = m
+
+        def impose_known(x: torch.Tensor, t: torch.Tensor | None) -> torch.Tensor:
+            if known is None:
+                return x
+            target = x0_known.expand(n, -1, -1, -1)
+            if t is not None:  # the known value noised to timestep t, with fresh noise
+                noise = randn_tensor(x.shape, generator=generator, device=self.device, dtype=x.dtype)
+                target = scheduler.add_noise(target, noise, t.expand(n))
+            return known * target + (1 - known) * x
+
+        # 4. Initial sample  [N, C, h, w]
+        noise = randn_tensor(shape, generator=generator, device=self.device, dtype=self.unet.dtype)
+        if init is not None:
+            x0_init = model.encode(*init).expand(n, -1, -1, -1)
+            x = scheduler.add_noise(x0_init, noise, timesteps[:1].expand(n))
+        else:
+            x = noise * scheduler.init_noise_sigma
+        x = impose_known(x, timesteps[0])
+
+        # 5. Denoising loop
+        total = len(timesteps)
+        for i, t in enumerate(self.progress_bar(timesteps)):
+            x_in = torch.cat([x, x]) if do_cfg else x
+            x_in = scheduler.scale_model_input(x_in, t)
+            pred = model.denoise(x_in, t.expand(x_in.shape[0]), context, states, keep)  # [N or 2N, C, h, w]
+            if do_cfg:
+                uncond, cond = pred.chunk(2)
+                pred = uncond + guidance_scale * (cond - uncond)
+            x = scheduler.step(pred, t, x, generator=generator).prev_sample
+            x = impose_known(x, timesteps[i + 1] if i + 1 < total else None)
+            if callback is not None:
+                callback(i + 1, total)
+
+        # 6. Decode  [N, 3, R, R], [N, 1, R, R]
+        return model.decode(x)
+
+    # --- the three jobs ------------------------------------------------------------------------------------
+
+    def generate(
+        self,
+        reference: PIL.Image.Image,
+        num_images: int = 1,
+        num_inference_steps: int = 20,
+        guidance_scale: float = 2.0,
+        generator: torch.Generator | None = None,
+        callback: StepCallback | None = None,
+    ) -> PortraitPipelineOutput:
+        """Joint generation: new portraits of the reference's person, with their depth."""
+        # 1. Check inputs
+        self.check_inputs(reference, "reference", num_inference_steps, guidance_scale, count=num_images)
+        # 2. Sample all channels from noise
+        ref = self._image_tensor(reference)  # [1, 3, R, R]
+        rgb, code = self._sample(ref, num_images, num_inference_steps, guidance_scale, generator, callback=callback)
+        # 3. Depth code -> relative depth + mask
+        return self._output(rgb, code)
+
+    def estimate_depth(
+        self,
+        image: PIL.Image.Image,
+        ensemble_size: int = 1,
+        num_inference_steps: int = 20,
+        mask: np.ndarray | None = None,
+        depth_prior: np.ndarray | None = None,
+        prior_strength: float = 0.6,
+        guidance_scale: float = 1.0,
+        generator: torch.Generator | None = None,
+        callback: StepCallback | None = None,
+    ) -> PortraitPipelineOutput:
+        """Facial depth of ``image`` by channel-wise inpainting (RGB known, depth sampled).
+
+        ``ensemble_size`` samples are aligned by least-squares scale and shift, merged by their median, and
+        their spread is the uncertainty. ``mask`` ``[H, W]`` (optional) restricts the result to a known face
+        region; otherwise the model's own depth code says where the face is. ``depth_prior`` ``[H, W]``
+        (optional, e.g. the face-mesh depth) starts the depth channels from this depth noised to
+        ``prior_strength`` instead of pure noise (SDEdit).
+        """
+        # 1. Check inputs
+        self.check_inputs(image, "image", num_inference_steps, guidance_scale, prior_strength, ensemble_size, "ensemble_size")
+        if mask is not None and np.shape(mask)[:2] != (image.height, image.width):
+            raise ValueError(f"`mask` has shape {np.shape(mask)} but `image` is {image.height}x{image.width}")
+        if depth_prior is not None:
+            self.check_inputs(target_depth=depth_prior)
+        # 2. Sample depth with the RGB held to the image
+        rgb = self._image_tensor(image)  # [1, 3, R, R]
+        init = (rgb, self._depth_tensor(depth_prior, None)[0]) if depth_prior is not None else None
+        _, code = self._sample(
+            rgb, ensemble_size, num_inference_steps, guidance_scale, generator,
+            known_rgb=rgb, init=init, strength=prior_strength if init else 1.0, callback=callback,
+        )
+        # 3. Face mask: the given one, else the members' majority
+        code = code[:, 0].float().cpu().numpy()  # [E, R, R]
+        if mask is not None:
+            face = self._resize_mask(mask)
+        else:
+            face = np.mean([code_to_depth(c)[1] for c in code], axis=0) >= 0.5
+        # 4. Ensemble: align members by scale and shift, median, spread
+        members = np.stack([code_to_depth(c, np.ones_like(face))[0] for c in code])  # [E, R, R]
+        merged = ensemble_depths(members, face)
+        return PortraitPipelineOutput(
+            images=[image.resize((self.resolution,) * 2, PIL.Image.Resampling.LANCZOS)],
+            depth=merged.depth[None], mask=face[None], uncertainty=merged.uncertainty[None],
+        )
+
+    def edit(
+        self,
+        reference: PIL.Image.Image,
+        target_depth: np.ndarray,
+        mask: np.ndarray | None = None,
+        strength: float = 1.0,
+        init_image: PIL.Image.Image | None = None,
+        num_images: int = 1,
+        num_inference_steps: int = 20,
+        guidance_scale: float = 2.0,
+        generator: torch.Generator | None = None,
+        callback: StepCallback | None = None,
+    ) -> PortraitPipelineOutput:
+        """Depth-driven editing: the reference's person rendered to match ``target_depth`` inside ``mask``.
+
+        ``target_depth`` ``[H, W]``: relative depth (larger = farther), NaN where free. ``mask`` (default:
+        where ``target_depth`` is finite) is where the depth is held; outside it RGB and depth are free.
+        ``strength`` < 1 starts from ``init_image`` (default: the reference) and the target depth, noised to
+        that level (SDEdit); 1.0 generates from pure noise.
+        """
+        # 1. Check inputs
+        self.check_inputs(
+            reference, "reference", num_inference_steps, guidance_scale, strength, num_images,
+            target_depth=target_depth, mask=mask, init_image=init_image,
+        )
+        # 2. Target depth -> code and mask at the working resolution  [1, 1, R, R]
+        ref = self._image_tensor(reference)
+        code, held = self._depth_tensor(target_depth, mask)
+        init = (self._image_tensor(init_image) if init_image is not None else ref, code)
+        # 3. Sample RGB with the depth held inside the mask
+        rgb, out_code = self._sample(
+            ref, num_images, num_inference_steps, guidance_scale, generator,
+            known_depth=code, depth_mask=held, init=init, strength=strength, callback=callback,
+        )
+        # 4. The held depth comes back exactly as given
+        out_code = torch.where(held > 0, code, out_code)
+        return self._output(rgb, out_code)
+
+    __call__ = generate
+
+    # --- outputs --------------------------------------------------------------------------------------------
+
+    def _resize_mask(self, mask: np.ndarray) -> np.ndarray:
+        m = torch.from_numpy(np.asarray(mask, dtype=np.float32))[None, None]
+        return (F.interpolate(m, size=(self.resolution,) * 2, mode="area")[0, 0] >= 0.5).numpy()
+
+    def _output(self, rgb: torch.Tensor, code: torch.Tensor) -> PortraitPipelineOutput:
+        depths, masks = zip(*(code_to_depth(c) for c in code[:, 0].float().cpu().numpy()))
+        return PortraitPipelineOutput(images=self._to_pil(rgb), depth=np.stack(depths), mask=np.stack(masks))
