@@ -36,6 +36,9 @@ class JointDiffusion(torch.nn.Module):
             raise ValueError("give exactly one of `image_encoder` and `context_embedding`")
         self.unet, self.reference_net, self.vae = unet, reference_net, vae
         self.image_encoder, self.context_embedding = image_encoder, context_embedding
+        for frozen in (vae, image_encoder):  # the VAE and the CLIP encoder stay as they were trained
+            if frozen is not None:
+                frozen.requires_grad_(False)
         set_reference_processors(unet)
         set_reference_processors(reference_net)
         expected = self.rgb_channels + self.depth_channels

@@ -1,0 +1,162 @@
+"""The three jobs of PortraitPipeline on tiny models: caching, inpainting, determinism, errors, save/load."""
+
+import numpy as np
+import pytest
+import torch
+from diffusers import DDPMScheduler
+
+from portrait.depth import code_to_depth, depth_to_code
+from portrait.errors import ModelNotFoundError
+from portrait.pipelines import load_pipeline
+from tests.conftest import random_image, square_depth, tiny_pipeline
+
+
+def seeded(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+class CountCalls:
+    def __init__(self, module):
+        self.count = 0
+        module.register_forward_hook(self)
+
+    def __call__(self, *_):
+        self.count += 1
+
+
+@pytest.mark.parametrize("steps,guidance", [(2, 1.0), (6, 1.0), (4, 3.0)])
+def test_one_reference_pass_per_generation_whatever_the_steps(steps, guidance):
+    pipe = tiny_pipeline()
+    ref_calls, unet_calls = CountCalls(pipe.reference_net), CountCalls(pipe.unet)
+    pipe.generate(random_image(), num_images=2, num_inference_steps=steps, guidance_scale=guidance, generator=seeded())
+    assert ref_calls.count == 1
+    assert unet_calls.count == steps  # CFG batches both branches into one forward
+
+
+@pytest.mark.parametrize("latent", [False, True])
+def test_outputs_have_documented_shapes_and_conventions(latent, pixel_pipe, latent_pipe):
+    pipe = latent_pipe if latent else pixel_pipe
+    out = pipe.generate(random_image(), num_images=2, num_inference_steps=2, generator=seeded())
+    assert len(out.images) == 2 and out.images[0].size == (32, 32) and out.images[0].mode == "RGB"
+    assert out.depth.shape == out.mask.shape == (2, 32, 32) and out.depth.dtype == np.float32
+    assert np.isnan(out.depth[~out.mask]).all()
+    valid = out.depth[out.mask]
+    assert valid.size == 0 or (valid.min() >= 0 and valid.max() <= 1)
+
+
+def test_depth_estimation_keeps_the_image_exactly_and_reports_uncertainty(pixel_pipe):
+    image = random_image(seed=3)
+    out = pixel_pipe.estimate_depth(image, ensemble_size=3, num_inference_steps=3, generator=seeded())
+    np.testing.assert_array_equal(np.asarray(out.images[0]), np.asarray(image))
+    assert out.depth.shape == out.uncertainty.shape == (1, 32, 32)
+    assert np.all(np.isnan(out.uncertainty[~out.mask])) and np.all(np.isfinite(out.uncertainty[out.mask]))
+
+
+def test_depth_estimation_with_a_given_mask_and_a_prior(pixel_pipe):
+    prior = square_depth()
+    mask = np.isfinite(prior)
+    out = pixel_pipe.estimate_depth(
+        random_image(), num_inference_steps=4, mask=mask, depth_prior=prior, prior_strength=0.5, generator=seeded()
+    )
+    np.testing.assert_array_equal(out.mask[0], mask)
+
+
+@pytest.mark.parametrize("latent", [False, True])
+def test_edit_returns_the_held_depth_exactly_inside_the_mask(latent, pixel_pipe, latent_pipe):
+    pipe = latent_pipe if latent else pixel_pipe
+    target = square_depth()
+    held = np.isfinite(target)
+    out = pipe.edit(random_image(), target, strength=1.0, num_inference_steps=3, generator=seeded())
+    expected, _ = code_to_depth(depth_to_code(target), held)
+    np.testing.assert_array_equal(out.depth[0][held], expected[held])
+
+
+def test_pixel_mode_known_channels_are_exact_in_the_sampled_representation(pixel_pipe):
+    """RePaint replacement: after the last step the known channels hold the clean value, bit for bit."""
+    image = random_image(seed=5)
+    rgb = pixel_pipe._image_tensor(image)
+    got_rgb, _ = pixel_pipe._sample(rgb, 2, 3, 1.0, seeded(), known_rgb=rgb)
+    torch.testing.assert_close(got_rgb, rgb.expand(2, -1, -1, -1).clamp(-1, 1), rtol=0, atol=0)
+
+
+def test_seeded_runs_are_identical_and_seeds_differ(pixel_pipe):
+    a = pixel_pipe.generate(random_image(), num_inference_steps=3, generator=seeded(7))
+    b = pixel_pipe.generate(random_image(), num_inference_steps=3, generator=seeded(7))
+    c = pixel_pipe.generate(random_image(), num_inference_steps=3, generator=seeded(8))
+    np.testing.assert_array_equal(np.asarray(a.images[0]), np.asarray(b.images[0]))
+    np.testing.assert_array_equal(a.depth, b.depth)
+    assert not np.array_equal(np.asarray(a.images[0]), np.asarray(c.images[0]))
+
+
+@pytest.mark.parametrize("latent", [False, True])
+def test_save_load_round_trip_gives_the_same_samples(latent, tmp_path, pixel_pipe, latent_pipe):
+    pipe = latent_pipe if latent else pixel_pipe
+    pipe.save_pretrained(tmp_path)
+    assert any(p.suffix == ".safetensors" for p in tmp_path.rglob("*"))
+    loaded = load_pipeline(tmp_path)
+    assert type(loaded.reference_net).__name__ == "ReferenceNet" and (loaded.vae is None) == (not latent)
+    a = pipe.edit(random_image(), square_depth(), strength=0.7, num_inference_steps=3, generator=seeded())
+    b = loaded.edit(random_image(), square_depth(), strength=0.7, num_inference_steps=3, generator=seeded())
+    np.testing.assert_array_equal(np.asarray(a.images[0]), np.asarray(b.images[0]))
+
+
+def test_guidance_uses_the_reference(pixel_pipe):
+    a = pixel_pipe.generate(random_image(seed=1), num_inference_steps=2, guidance_scale=1.0, generator=seeded())
+    b = pixel_pipe.generate(random_image(seed=1), num_inference_steps=2, guidance_scale=4.0, generator=seeded())
+    assert not np.array_equal(np.asarray(a.images[0]), np.asarray(b.images[0]))
+
+
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda p: p.generate(random_image().convert("L")), "mode 'L'"),
+        (lambda p: p.generate(random_image().crop((0, 0, 32, 20))), "square"),
+        (lambda p: p.generate(np.zeros((32, 32, 3))), "PIL.Image"),
+        (lambda p: p.generate(random_image(), num_inference_steps=0), "num_inference_steps"),
+        (lambda p: p.generate(random_image(), num_images=0), "num_images"),
+        (lambda p: p.edit(random_image(), square_depth(), strength=1.5), "strength"),
+        (lambda p: p.edit(random_image(), square_depth(), strength=-0.1), "strength"),
+        (lambda p: p.edit(random_image(), square_depth(), mask=np.ones((16, 16), bool)), "mask"),
+        (lambda p: p.edit(random_image(), np.full((32, 32), np.nan)), "target_depth"),
+        (lambda p: p.estimate_depth(random_image(), ensemble_size=0), "ensemble_size"),
+        (lambda p: p.estimate_depth(random_image(), mask=np.ones((8, 8), bool)), "mask"),
+    ],
+)
+def test_bad_arguments_raise_errors_naming_them(pixel_pipe, call, match):
+    with pytest.raises(ValueError, match=match):
+        call(pixel_pipe)
+
+
+def test_missing_model_path_and_uncached_hub_id_are_clear_errors(tmp_path):
+    with pytest.raises(ModelNotFoundError, match="does not exist"):
+        load_pipeline(tmp_path / "nope")
+    with pytest.raises(ModelNotFoundError, match="no-such-org/no-such-model"):
+        load_pipeline("no-such-org/no-such-model")
+
+
+def test_training_loss_goes_down_on_a_fixed_batch():
+    pipe = tiny_pipeline(seed=1)
+    model = pipe.model.train()
+    scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+    g = torch.Generator().manual_seed(0)
+    batch = {
+        "rgb": torch.rand(4, 3, 32, 32, generator=g) * 2 - 1,
+        "depth": torch.rand(4, 1, 32, 32, generator=g) * 2 - 1,
+        "reference": torch.rand(4, 3, 32, 32, generator=g) * 2 - 1,
+    }
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+
+    def loss_at(seed):
+        with torch.no_grad():
+            return model.training_loss(batch, scheduler, generator=torch.Generator().manual_seed(seed)).item()
+
+    before = np.mean([loss_at(s) for s in range(4)])
+    for step in range(15):
+        loss = model.training_loss(batch, scheduler, generator=torch.Generator().manual_seed(100 + step))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = np.mean([loss_at(s) for s in range(4)])
+    assert after < 0.8 * before
+    # the reference network learns too (its self-attention states feed the denoiser)
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in pipe.reference_net.parameters())
