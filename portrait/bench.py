@@ -1,0 +1,193 @@
+"""Benchmarks: ``python -m portrait.bench [core|mesh|all] [options]``.
+
+Speed and memory are measured here, never in tests. Ratios are measured side by side in one run (the
+two variants interleaved, best of ``--repeats``), because absolute times on a shared machine are noisy.
+
+- ``core``: the diffusion model at a configurable size and resolution: time per sampling step, a whole
+  generation, peak memory, and two ratios: (a) generation with the reference network's states cached
+  for all steps vs recomputed every step, (b) the joint RGB + depth denoiser vs an RGB-only denoiser of
+  the same size. ``--preset sd15`` times an SD-1.5-shaped model (random weights, 512x512, fp16) on a GPU.
+- ``mesh``: a 512x512 depth map to a GLB (the 3D viewer's path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import time
+from dataclasses import replace
+
+PRESETS = {
+    # the embedded default's architecture (random weights unless --model is given)
+    "default": dict(),
+    "tiny": dict(resolution=32, block_out_channels=(32, 64), down_attention=(False, True), cross_attention_dim=32,
+                 vae_block_out_channels=(16, 32)),
+    "sd15": dict(resolution=512, block_out_channels=(320, 640, 1280, 1280), layers_per_block=2,
+                 down_attention=(True, True, True, False), cross_attention_dim=768, attention_head_dim=8,
+                 vae_block_out_channels=(128, 256, 512, 512)),
+}
+
+
+def hardware() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def best_of(fn, repeats: int) -> float:
+    return min(timed(fn) for _ in range(repeats))
+
+
+def bench_core(args) -> dict:
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    from .pipelines import ModelConfig, build_pipeline, load_pipeline
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.float16 if (device == "cuda" and args.preset == "sd15") else torch.float32
+    if args.model:
+        pipe = load_pipeline(args.model, device=device, dtype=dtype)
+        label = args.model
+    else:
+        cfg = replace(ModelConfig(), **PRESETS[args.preset])
+        if args.resolution:
+            cfg = replace(cfg, resolution=args.resolution)
+        pipe = build_pipeline(cfg)
+        if (device, dtype) != ("cpu", torch.float32):
+            pipe = pipe.to(device, dtype)
+        label = f"preset {args.preset} (random weights)"
+    pipe.set_progress_bar_config(disable=True)
+    model = pipe.model.eval()
+    res, steps = pipe.resolution, args.steps
+    params = sum(p.numel() for p in pipe.unet.parameters()) / 1e6
+
+    g = torch.Generator(device="cpu").manual_seed(0)
+    ref = (torch.rand(1, 3, res, res, generator=g) * 2 - 1).to(device, dtype)
+    f = model.scale_factor
+    x0 = torch.randn(1, model.rgb_channels + model.depth_channels, res // f, res // f, generator=g).to(device, dtype)
+    from PIL import Image
+
+    ref_image = Image.fromarray(((ref[0].permute(1, 2, 0).float().cpu().numpy() + 1) * 127.5).astype("uint8"))
+
+    def sync():
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    # The sampling loop of PortraitPipeline._sample, reduced to the model calls, with the reference either
+    # cached (what the pipeline does) or recomputed at every step (what the cache saves).
+    @torch.no_grad()
+    def loop(cached: bool, unet=None, x=x0):
+        scheduler = pipe.scheduler
+        scheduler.set_timesteps(steps, device=device)
+        context = model.context(ref)
+        states = model.reference_states(ref) if cached else None
+        for t in scheduler.timesteps:
+            if unet is not None:  # RGB-only denoiser: same loop, same reference, narrower input/output
+                states = states if cached else model.reference_states(ref)
+                pred = unet(x, t, context, cross_attention_kwargs={"reference": states.reader()}).sample
+            else:
+                pred = model.denoise(x, t, context, states if cached else model.reference_states(ref))
+            x = scheduler.step(pred, t, x).prev_sample
+        sync()
+
+    rgb_only = UNet2DConditionModel.from_config(
+        {**pipe.unet.config, "in_channels": model.rgb_channels, "out_channels": model.rgb_channels}
+    ).to(device)
+    rgb_only = rgb_only.to(dtype) if dtype != torch.float32 else rgb_only
+    from .models import set_reference_processors
+
+    set_reference_processors(rgb_only)
+    x_rgb = x0[:, : model.rgb_channels]
+
+    loop(True)  # warm-up
+    cached, recomputed, joint, rgb = [], [], [], []
+    for _ in range(args.repeats):  # interleaved, so the machine's drift hits every variant alike
+        cached.append(timed(lambda: loop(True)))
+        recomputed.append(timed(lambda: loop(False)))
+        joint.append(timed(lambda: loop(True)))
+        rgb.append(timed(lambda: loop(True, rgb_only, x_rgb)))
+
+    def generate():
+        pipe.generate(ref_image, num_inference_steps=steps, guidance_scale=args.guidance,
+                      generator=torch.Generator().manual_seed(0))
+        sync()
+
+    generate()
+    t_generate = best_of(generate, args.repeats)
+    result = {
+        "model": label,
+        "unet_params_M": round(params, 2),
+        "resolution": res,
+        "steps": steps,
+        "dtype": str(dtype).replace("torch.", ""),
+        "hardware": hardware(),
+        "time_per_step_s": round(min(cached) / steps, 4),
+        "generate_s": round(t_generate, 3),
+        "generate_guidance": args.guidance,
+        "ratio_cached_vs_recomputed_reference": round(min(cached) / min(recomputed), 3),
+        "ratio_joint_vs_rgb_only_denoiser": round(min(joint) / min(rgb), 3),
+    }
+    if device == "cuda":
+        result["peak_gpu_memory_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    result["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    return result
+
+
+def bench_mesh(args) -> dict:
+    from .mesh import benchmark_depth_to_glb
+
+    return {"depth_to_glb": benchmark_depth_to_glb(size=512, repeats=args.repeats)}
+
+
+SECTIONS = {"core": bench_core, "mesh": bench_mesh}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m portrait.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("section", nargs="?", default="all", choices=[*SECTIONS, "all"])
+    parser.add_argument("--preset", default="default", choices=sorted(PRESETS), help="model size (core)")
+    parser.add_argument("--model", help="time a saved model folder instead of a preset")
+    parser.add_argument("--resolution", type=int, help="override the preset's working resolution")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--guidance", type=float, default=2.0, help="guidance of the timed generation")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of lines")
+    args = parser.parse_args(argv)
+
+    import torch
+    from diffusers.utils import logging
+
+    logging.set_verbosity_error()
+    if args.preset == "sd15" and not torch.cuda.is_available() and args.section in ("core", "all") and not args.model:
+        parser.error("--preset sd15 needs a GPU (it times fp16 at 512x512)")
+    results = {}
+    for name, fn in SECTIONS.items():
+        if args.section in (name, "all"):
+            results[name] = fn(args)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    for section, values in results.items():
+        print(f"[{section}]")
+        for key, value in values.items():
+            print(f"  {key}: {value}")
+
+
+if __name__ == "__main__":
+    main()
