@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import torch
+from diffusers.utils import logging
 
 from ..errors import ModelNotFoundError
 from .pipeline_portrait import PortraitPipeline
@@ -36,6 +37,7 @@ def load_pipeline(
     if looks_local and not (local / "model_index.json").is_file():
         what = "does not exist" if not local.exists() else "has no model_index.json"
         raise ModelNotFoundError(f"model folder {source!r} {what}")
+    logging.disable_progress_bar()  # loading is quick; a bar on stderr only clutters the CLI and logs
     try:
         pipe = PortraitPipeline.from_pretrained(str(local) if looks_local else source, dtype=dtype)
     except (OSError, ValueError) as err:

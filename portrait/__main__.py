@@ -1,0 +1,32 @@
+"""The command line: ``python -m portrait COMMAND ...``. Every subcommand calls the functions the app calls."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import PortraitError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import cli
+
+    parser = argparse.ArgumentParser(prog="python -m portrait", description="Joint depth + appearance portraits.")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in (cli,):
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except PortraitError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

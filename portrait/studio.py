@@ -1,0 +1,223 @@
+"""The studio: photo -> aligned face crop -> model -> results (+ paste-back, meshes, files).
+
+The one layer between the pipeline and its users: the CLI and the app call these functions and get plain
+data back (PIL images, numpy arrays, file paths). Nothing here knows Gradio. A :class:`Photo` is prepared
+once per upload (landmarks, crop, face mesh) and reused by every job and every slider move.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+
+from .face import AlignedFace, FaceControls, FaceMesh, align_face, apply_controls, face_mesh_from_landmarks, render_depth
+from .errors import PortraitError
+from .imageio import load_image
+from .pipelines import PortraitPipeline
+
+ALIGN_SIZE = 512  # landmarks, face mesh and paste-back work on a crop this large; the model gets it resized
+DEFAULT_PRIOR_STRENGTH = None  # depth estimation from pure noise (set from `python -m portrait eval`)
+
+
+@dataclass
+class Photo:
+    """A user's photo, prepared once.
+
+    Attributes:
+        image: the full photo, upright RGB, original resolution.
+        crop: the aligned square face crop at the model's working resolution ``R``.
+        face: the alignment (crop <-> photo), or None when the input was already a crop.
+        mesh: the face mesh in the crop's camera frame (None without alignment).
+        message: a note for the user (e.g. several faces were found and the largest was taken).
+    """
+
+    image: PIL.Image.Image
+    crop: PIL.Image.Image
+    face: AlignedFace | None = None
+    mesh: FaceMesh | None = None
+    message: str | None = None
+
+    def paste_back(self, result: PIL.Image.Image, mask: np.ndarray | None = None) -> PIL.Image.Image:
+        """A crop-space result blended into the full photo (the result itself when there is no alignment)."""
+        if self.face is None:
+            return result
+        return self.face.paste_back(self.image, result, mask=mask)
+
+
+@dataclass
+class PortraitResult:
+    """One result at the working resolution ``R``, with the full-photo composite when there is one.
+
+    ``depth`` ``[R, R]`` float32 relative depth (larger = farther, NaN outside ``mask``); ``uncertainty``
+    (depth estimation only) in the same units; ``target_depth`` (editing only) the depth the edit followed.
+    """
+
+    image: PIL.Image.Image
+    depth: np.ndarray
+    mask: np.ndarray
+    composite: PIL.Image.Image | None = None
+    uncertainty: np.ndarray | None = None
+    target_depth: np.ndarray | None = None
+    extras: dict[str, PIL.Image.Image] = field(default_factory=dict)
+
+    def mesh(self, **kwargs):
+        """The depth as a vertex-coloured ``trimesh.Trimesh`` (the project's one mesh builder)."""
+        from .mesh import depth_to_mesh
+
+        return depth_to_mesh(self.depth, rgb=np.asarray(self.image), mask=self.mask, **kwargs)
+
+    def save(self, out_dir: str | Path) -> dict[str, Path]:
+        """Write ``rgb.png``, ``depth.npy``, ``depth.png`` (16-bit), ``depth_color.png`` and the meshes."""
+        from .depth import colorize_depth
+        from .mesh import write_depth_outputs
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {"rgb": out / "rgb.png"}
+        self.image.save(paths["rgb"])
+        paths.update(write_depth_outputs(self.depth, out, rgb=np.asarray(self.image), mask=self.mask).as_dict())
+        if self.composite is not None:
+            paths["composite"] = out / "composite.png"
+            self.composite.save(paths["composite"])
+        if self.uncertainty is not None:
+            np.save(out / "uncertainty.npy", self.uncertainty.astype(np.float32))
+            paths["uncertainty"] = out / "uncertainty.npy"
+        if self.target_depth is not None:
+            paths["target_depth"] = out / "target_depth_color.png"
+            PIL.Image.fromarray(colorize_depth(self.target_depth)).save(paths["target_depth"])
+        return paths
+
+
+def _generator(seed: int):
+    import torch
+
+    return torch.Generator().manual_seed(int(seed))
+
+
+class Studio:
+    """The model plus everything around it. One instance serves every user (it keeps no per-user state)."""
+
+    def __init__(self, pipe: PortraitPipeline):
+        self.pipe = pipe
+
+    @classmethod
+    def load(cls, model: str | None = None, device: str = "cpu") -> Studio:
+        from .pipelines import load_pipeline
+
+        return cls(load_pipeline(model, device=device))
+
+    @property
+    def resolution(self) -> int:
+        return self.pipe.resolution
+
+    # --- per upload -----------------------------------------------------------------------------------------
+
+    def prepare(self, source, align: bool = True) -> Photo:
+        """Load a photo and find, align and mesh its face (once per upload).
+
+        ``align=False`` takes the input as an already aligned face crop (square or centre-cropped).
+        Raises ``InvalidImageError`` / ``ImageSizeError`` / ``NoFaceError`` with a message for the user.
+        """
+        image = load_image(source)
+        r = self.resolution
+        if not align:
+            side = min(image.size)
+            left, top = (image.width - side) // 2, (image.height - side) // 2
+            crop = image.crop((left, top, left + side, top + side)).resize((r, r), PIL.Image.Resampling.LANCZOS)
+            return Photo(image=image, crop=crop)
+        face = align_face(image, ALIGN_SIZE)
+        mesh = face_mesh_from_landmarks(face.landmarks, face.size, image=face.image)
+        crop = face.image.resize((r, r), PIL.Image.Resampling.LANCZOS)
+        return Photo(image=image, crop=crop, face=face, mesh=mesh, message=face.message)
+
+    def face_depth(self, photo: Photo, controls: FaceControls | None = None) -> np.ndarray | None:
+        """The face mesh's depth ``[R, R]`` (NaN off the mesh), posed and deformed by ``controls``."""
+        if photo.mesh is None:
+            return None
+        mesh = apply_controls(photo.mesh, controls) if controls is not None else photo.mesh
+        return render_depth(mesh, self.resolution).depth
+
+    # --- the three jobs -------------------------------------------------------------------------------------
+
+    def estimate_depth(
+        self, photo: Photo, ensemble_size: int = 4, steps: int = 20, seed: int = 0,
+        prior_strength: float | None = DEFAULT_PRIOR_STRENGTH, callback=None,
+    ) -> PortraitResult:
+        """Facial depth of the photo's face crop, with uncertainty and the colour depth on the full photo."""
+        prior = self.face_depth(photo) if prior_strength is not None else None
+        out = self.pipe.estimate_depth(
+            photo.crop, ensemble_size=ensemble_size, num_inference_steps=steps, depth_prior=prior,
+            prior_strength=prior_strength if prior is not None else 1.0, generator=_generator(seed), callback=callback,
+        )
+        depth, mask = out.depth[0], out.mask[0]
+        return PortraitResult(
+            image=photo.crop, depth=depth, mask=mask, uncertainty=out.uncertainty[0],
+            composite=photo.paste_back(_depth_image(depth), mask),
+        )
+
+    def edit(
+        self, photo: Photo, controls: FaceControls | None = None, target_depth: np.ndarray | None = None,
+        strength: float = 0.8, steps: int = 20, guidance: float = 2.0, seed: int = 0, callback=None,
+    ) -> PortraitResult:
+        """The photo's person re-rendered to a new face shape: the face mesh under ``controls`` (pose and
+        expression), or an explicit ``target_depth`` ``[H, W]`` of the crop."""
+        if target_depth is None:
+            target_depth = self.face_depth(photo, controls or FaceControls())
+            if target_depth is None:
+                raise PortraitError("editing by pose and expression needs a face: prepare the photo with align=True")
+        out = self.pipe.edit(
+            photo.crop, target_depth, strength=strength, num_inference_steps=steps, guidance_scale=guidance,
+            generator=_generator(seed), callback=callback,
+        )
+        image, mask = out.images[0], out.mask[0]
+        return PortraitResult(
+            image=image, depth=out.depth[0], mask=mask, target_depth=_at_resolution(target_depth, self.resolution),
+            composite=photo.paste_back(image),
+        )
+
+    def generate(
+        self, photo: Photo, num_images: int = 1, steps: int = 20, guidance: float = 2.0, seed: int = 0, callback=None,
+    ) -> list[PortraitResult]:
+        """New portraits of the photo's person, each with its depth."""
+        out = self.pipe.generate(
+            photo.crop, num_images=num_images, num_inference_steps=steps, guidance_scale=guidance,
+            generator=_generator(seed), callback=callback,
+        )
+        return [PortraitResult(image=img, depth=d, mask=m) for img, d, m in zip(out.images, out.depth, out.mask)]
+
+
+def _depth_image(depth: np.ndarray) -> PIL.Image.Image:
+    from .depth import colorize_depth
+
+    return PIL.Image.fromarray(colorize_depth(depth))
+
+
+def _at_resolution(depth: np.ndarray, size: int) -> np.ndarray:
+    """Nearest-neighbour resize of a depth map (keeps NaN where there is no depth)."""
+    depth = np.asarray(depth, dtype=np.float32)
+    if depth.shape == (size, size):
+        return depth
+    rows = (np.arange(size) * depth.shape[0] / size).astype(int)
+    cols = (np.arange(size) * depth.shape[1] / size).astype(int)
+    return depth[rows][:, cols]
+
+
+def read_depth(path: str | Path) -> np.ndarray:
+    """A depth map from ``.npy`` (float, NaN = none) or a 16-bit PNG (0 = none); relative depth, larger = farther."""
+    from .depth import png16_to_depth
+    from .errors import InvalidImageError
+
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".npy":
+            depth = np.load(path).astype(np.float32)
+        else:
+            depth = png16_to_depth(np.asarray(PIL.Image.open(path)))
+    except (OSError, ValueError) as err:
+        raise InvalidImageError(f"could not read a depth map from {path}: {err}") from err
+    if depth.ndim != 2:
+        raise InvalidImageError(f"a depth map must be 2-D, {path} has shape {depth.shape}")
+    return depth

@@ -1,0 +1,100 @@
+"""The model subcommands of ``python -m portrait`` on a tiny saved model."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from portrait.__main__ import main
+from portrait.depth import png16_to_depth
+from tests.conftest import random_image, square_depth
+
+
+@pytest.fixture(scope="module")
+def astronaut(tmp_path_factory):
+    from skimage import data
+
+    path = tmp_path_factory.mktemp("photos") / "astronaut.png"
+    Image.fromarray(data.astronaut()).save(path)
+    return path
+
+
+def check_depth_files(out):
+    depth = np.load(out / "depth.npy")
+    assert depth.dtype == np.float32 and depth.shape == (32, 32)
+    png = np.asarray(Image.open(out / "depth.png"))
+    assert png.dtype == np.uint16
+    np.testing.assert_array_equal(png == 0, np.isnan(depth))
+    back = png16_to_depth(png)
+    valid = np.isfinite(depth)
+    if valid.sum() > 1:
+        lo, hi = depth[valid].min(), depth[valid].max()
+        np.testing.assert_allclose(back[valid], (depth[valid] - lo) / max(hi - lo, 1e-12), atol=1e-4)
+    assert Image.open(out / "depth_color.png").mode == "RGB"
+    assert (out / "mesh.glb").stat().st_size > 0 and (out / "mesh.ply").exists()
+
+
+def test_depth_command_writes_every_file(tiny_model_dir, astronaut, tmp_path):
+    out = tmp_path / "depth"
+    assert main(["depth", str(astronaut), "--model", str(tiny_model_dir), "--out", str(out), "--steps", "2",
+                 "--ensemble", "2"]) == 0
+    check_depth_files(out)
+    assert Image.open(out / "rgb.png").size == (32, 32)
+    assert Image.open(out / "composite.png").size == (512, 512)  # pasted back at the photo's resolution
+    assert np.load(out / "uncertainty.npy").shape == (32, 32)
+
+
+def test_generate_command_writes_one_folder_per_portrait(tiny_model_dir, astronaut, tmp_path):
+    out = tmp_path / "gen"
+    assert main(["generate", str(astronaut), "--model", str(tiny_model_dir), "--out", str(out), "--steps", "2",
+                 "--num", "2", "--seed", "3"]) == 0
+    for sub in ("000", "001"):
+        check_depth_files(out / sub)
+    a = np.asarray(Image.open(out / "000" / "rgb.png"))
+    b = np.asarray(Image.open(out / "001" / "rgb.png"))
+    assert not np.array_equal(a, b)
+
+
+def test_edit_command_by_pose_and_by_target_depth(tiny_model_dir, astronaut, tmp_path):
+    out = tmp_path / "pose"
+    assert main(["edit", str(astronaut), "--model", str(tiny_model_dir), "--out", str(out), "--steps", "2",
+                 "--yaw", "20", "--smile", "0.5"]) == 0
+    check_depth_files(out)
+    assert (out / "target_depth_color.png").exists()
+
+    crop = tmp_path / "crop.png"
+    random_image(64).save(crop)
+    np.save(tmp_path / "target.npy", square_depth(64))
+    out = tmp_path / "target"
+    assert main(["edit", str(crop), "--no-align", "--target-depth", str(tmp_path / "target.npy"), "--model",
+                 str(tiny_model_dir), "--out", str(out), "--steps", "2", "--strength", "1"]) == 0
+    held = np.isfinite(square_depth(32))
+    assert np.isfinite(np.load(out / "depth.npy")[held]).all()
+
+
+@pytest.mark.parametrize(
+    "make_input,message",
+    [
+        (lambda p: p.write_text("not an image"), "image"),
+        (lambda p: Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(p, format="PNG"), "face"),
+    ],
+)
+def test_bad_inputs_exit_2_with_a_message_and_no_traceback(tiny_model_dir, tmp_path, make_input, message):
+    bad = tmp_path / "bad.png"
+    make_input(bad)
+    run = subprocess.run(
+        [sys.executable, "-m", "portrait", "depth", str(bad), "--model", str(tiny_model_dir), "--out",
+         str(tmp_path / "out"), "--steps", "1"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert run.returncode == 2
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("error:") and message in last.lower()
+    assert "Traceback" not in run.stderr
+
+
+def test_missing_model_is_a_clear_error(tmp_path, astronaut, capsys):
+    assert main(["depth", str(astronaut), "--model", str(tmp_path / "nope"), "--out", str(tmp_path)]) == 2
+    assert "does not exist" in capsys.readouterr().err
