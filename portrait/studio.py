@@ -13,8 +13,16 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 
-from .face import AlignedFace, FaceControls, FaceMesh, align_face, apply_controls, face_mesh_from_landmarks, render_depth
 from .errors import PortraitError
+from .face import (
+    AlignedFace,
+    FaceControls,
+    FaceMesh,
+    align_face,
+    apply_controls,
+    face_mesh_from_landmarks,
+    render_depth,
+)
 from .imageio import load_image
 from .pipelines import PortraitPipeline
 
