@@ -10,10 +10,11 @@ from .errors import PortraitError
 
 def build_parser() -> argparse.ArgumentParser:
     from . import cli
+    from .face import commands as face_commands
 
     parser = argparse.ArgumentParser(prog="python -m portrait", description="Joint depth + appearance portraits.")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (cli,):
+    for module in (cli, face_commands):
         module.register(subparsers)
     return parser
 
