@@ -185,8 +185,16 @@ def main(argv=None) -> None:
         return
     for section, values in results.items():
         print(f"[{section}]")
-        for key, value in values.items():
-            print(f"  {key}: {value}")
+        for key, value in _flatten(values):
+            print(f"  {key}: {round(value, 4) if isinstance(value, float) else value}")
+
+
+def _flatten(values: dict, prefix: str = ""):
+    for key, value in values.items():
+        if isinstance(value, dict):
+            yield from _flatten(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
 
 
 if __name__ == "__main__":
