@@ -24,7 +24,7 @@ from .face import (
     render_depth,
 )
 from .imageio import load_image
-from .pipelines import PortraitPipeline
+from .pipelines import PortraitPipeline, ReferenceFeatures
 
 ALIGN_SIZE = 512  # landmarks, face mesh and paste-back work on a crop this large; the model gets it resized
 DEFAULT_PRIOR_STRENGTH = None  # depth estimation from pure noise (set from `python -m portrait eval`)
@@ -40,6 +40,8 @@ class Photo:
         face: the alignment (crop <-> photo), or None when the input was already a crop.
         mesh: the face mesh in the crop's camera frame (None without alignment).
         message: a note for the user (e.g. several faces were found and the largest was taken).
+        features: the reference network's output for the crop, per model (filled on first use, so every
+            later job and slider move skips that pass).
     """
 
     image: PIL.Image.Image
@@ -47,6 +49,7 @@ class Photo:
     face: AlignedFace | None = None
     mesh: FaceMesh | None = None
     message: str | None = None
+    features: dict[int, ReferenceFeatures] = field(default_factory=dict, repr=False)
 
     def paste_back(self, result: PIL.Image.Image, mask: np.ndarray | None = None) -> PIL.Image.Image:
         """A crop-space result blended into the full photo (the result itself when there is no alignment)."""
@@ -148,6 +151,13 @@ class Studio:
         mesh = apply_controls(photo.mesh, controls) if controls is not None else photo.mesh
         return render_depth(mesh, self.resolution).depth
 
+    def reference_features(self, photo: Photo) -> ReferenceFeatures:
+        """The reference network's output for the photo's crop: computed once per photo and model, then reused."""
+        key = id(self.pipe)
+        if key not in photo.features:
+            photo.features[key] = self.pipe.encode_reference(photo.crop)
+        return photo.features[key]
+
     # --- the three jobs -------------------------------------------------------------------------------------
 
     def estimate_depth(
@@ -159,6 +169,7 @@ class Studio:
         out = self.pipe.estimate_depth(
             photo.crop, ensemble_size=ensemble_size, num_inference_steps=steps, depth_prior=prior,
             prior_strength=prior_strength if prior is not None else 1.0, generator=_generator(seed), callback=callback,
+            reference_features=self.reference_features(photo),
         )
         depth, mask = out.depth[0], out.mask[0]
         return PortraitResult(
@@ -178,12 +189,18 @@ class Studio:
                 raise PortraitError("editing by pose and expression needs a face: prepare the photo with align=True")
         out = self.pipe.edit(
             photo.crop, target_depth, strength=strength, num_inference_steps=steps, guidance_scale=guidance,
-            generator=_generator(seed), callback=callback,
+            generator=_generator(seed), callback=callback, reference_features=self.reference_features(photo),
         )
         image, mask = out.images[0], out.mask[0]
+        target = _at_resolution(target_depth, self.resolution)
+        # paste back only around the face (as photographed and as edited): the rest of the photo stays as it was
+        changed = mask | np.isfinite(target)
+        original = self.face_depth(photo)
+        if original is not None:
+            changed |= np.isfinite(original)
         return PortraitResult(
-            image=image, depth=out.depth[0], mask=mask, target_depth=_at_resolution(target_depth, self.resolution),
-            composite=photo.paste_back(image),
+            image=image, depth=out.depth[0], mask=mask, target_depth=target,
+            composite=photo.paste_back(image, _dilate(changed, max(1, self.resolution // 16))),
         )
 
     def generate(
@@ -192,7 +209,7 @@ class Studio:
         """New portraits of the photo's person, each with its depth."""
         out = self.pipe.generate(
             photo.crop, num_images=num_images, num_inference_steps=steps, guidance_scale=guidance,
-            generator=_generator(seed), callback=callback,
+            generator=_generator(seed), callback=callback, reference_features=self.reference_features(photo),
         )
         return [PortraitResult(image=img, depth=d, mask=m) for img, d, m in zip(out.images, out.depth, out.mask)]
 
@@ -201,6 +218,14 @@ def _depth_image(depth: np.ndarray) -> PIL.Image.Image:
     from .depth import colorize_depth
 
     return PIL.Image.fromarray(colorize_depth(depth))
+
+
+def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Grow a boolean mask by ``radius`` pixels (a square max filter)."""
+    from PIL import ImageFilter
+
+    img = PIL.Image.fromarray(mask.astype(np.uint8) * 255).filter(ImageFilter.MaxFilter(2 * radius + 1))
+    return np.asarray(img) > 0
 
 
 def _at_resolution(depth: np.ndarray, size: int) -> np.ndarray:

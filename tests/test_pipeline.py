@@ -75,7 +75,7 @@ def test_pixel_mode_known_channels_are_exact_in_the_sampled_representation(pixel
     """RePaint replacement: after the last step the known channels hold the clean value, bit for bit."""
     image = random_image(seed=5)
     rgb = pixel_pipe._image_tensor(image)
-    got_rgb, _ = pixel_pipe._sample(rgb, 2, 3, 1.0, seeded(), known_rgb=rgb)
+    got_rgb, _ = pixel_pipe._sample(pixel_pipe.encode_reference(image), 2, 3, 1.0, seeded(), known_rgb=rgb)
     torch.testing.assert_close(got_rgb, rgb.expand(2, -1, -1, -1).clamp(-1, 1), rtol=0, atol=0)
 
 
@@ -160,3 +160,17 @@ def test_training_loss_goes_down_on_a_fixed_batch():
     assert after < 0.8 * before
     # the reference network learns too (its self-attention states feed the denoiser)
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in pipe.reference_net.parameters())
+
+
+def test_reference_features_computed_once_are_reused_with_the_same_result():
+    pipe = tiny_pipeline()
+    image = random_image(seed=2)
+    features = pipe.encode_reference(image)
+    calls = CountCalls(pipe.reference_net)
+    a = pipe.edit(image, square_depth(), num_inference_steps=2, generator=seeded(), reference_features=features)
+    b = pipe.edit(image, square_depth(), num_inference_steps=2, generator=seeded(), reference_features=features)
+    assert calls.count == 0
+    c = pipe.edit(image, square_depth(), num_inference_steps=2, generator=seeded())
+    assert calls.count == 1
+    np.testing.assert_array_equal(np.asarray(a.images[0]), np.asarray(b.images[0]))
+    np.testing.assert_array_equal(np.asarray(a.images[0]), np.asarray(c.images[0]))

@@ -19,7 +19,7 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from ..depth import code_to_depth, depth_to_code, ensemble_depths
-from ..models import JointDiffusion, LearnedContext, ReferenceNet
+from ..models import JointDiffusion, LearnedContext, ReferenceNet, ReferenceState
 
 
 @dataclass
@@ -39,6 +39,19 @@ class PortraitPipelineOutput(BaseOutput):
     depth: np.ndarray
     mask: np.ndarray
     uncertainty: np.ndarray | None = None
+
+
+@dataclass
+class ReferenceFeatures:
+    """What the model takes from a reference image, computed once and reusable across calls and steps.
+
+    Args:
+        context: ``[1, T, D]`` cross-attention context (CLIP image embedding or the learned context).
+        states: the reference network's self-attention hidden states, ``[1, L, C]`` per layer.
+    """
+
+    context: torch.Tensor
+    states: ReferenceState
 
 
 StepCallback = Callable[[int, int], None]  # (steps done, total steps)
@@ -161,9 +174,21 @@ class PortraitPipeline(DiffusionPipeline):
     # --- the sampler shared by all jobs --------------------------------------------------------------------
 
     @torch.no_grad()
+    def encode_reference(self, reference: PIL.Image.Image) -> ReferenceFeatures:
+        """Run the reference network once on ``reference``; pass the result to any job as ``reference_features``
+        to reuse it (e.g. once per uploaded photo, for every slider move)."""
+        self.check_inputs(reference, "reference")
+        ref = self._image_tensor(reference)  # [1, 3, R, R]
+        model = self.model
+        return ReferenceFeatures(context=model.context(ref), states=model.reference_states(ref))
+
+    def _features(self, image: PIL.Image.Image, features: ReferenceFeatures | None) -> ReferenceFeatures:
+        return features if features is not None else self.encode_reference(image)
+
+    @torch.no_grad()
     def _sample(
         self,
-        reference: torch.Tensor,
+        reference: ReferenceFeatures,
         count: int,
         num_inference_steps: int,
         guidance_scale: float,
@@ -177,7 +202,7 @@ class PortraitPipeline(DiffusionPipeline):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Sample ``count`` joint representations; return (RGB ``[N, 3, R, R]``, depth code ``[N, 1, R, R]``).
 
-        ``reference`` ``[1, 3, R, R]``: identity. ``known_rgb`` ``[1, 3, R, R]`` / ``known_depth``
+        ``reference``: identity (the reference network's output, computed once). ``known_rgb`` ``[1, 3, R, R]`` / ``known_depth``
         ``[1, 1, R, R]`` (+ ``depth_mask``): channels held to the given value. ``init`` (RGB, depth code):
         start from this, noised to ``strength`` (SDEdit); ``strength`` 1 = from pure noise.
         """
@@ -187,9 +212,8 @@ class PortraitPipeline(DiffusionPipeline):
         shape = (n, model.rgb_channels + model.depth_channels, self.resolution // f, self.resolution // f)
         do_cfg = guidance_scale > 1.0
 
-        # 1. Reference network: one pass on the clean reference, cached for every step  [1, L, C] per layer
-        context = model.context(reference)  # [1, T, D]
-        states = model.reference_states(reference)
+        # 1. Reference network: its states from one pass on the clean reference serve every step  [1, L, C]
+        context, states = reference.context, reference.states  # [1, T, D]
         if do_cfg:  # batch = [unconditional (reference dropped) | conditional]
             keep = torch.tensor([False] * n + [True] * n, device=self.device)
             context = model.drop_context(context.repeat(2 * n, 1, 1), keep)
@@ -265,13 +289,18 @@ class PortraitPipeline(DiffusionPipeline):
         guidance_scale: float = 2.0,
         generator: torch.Generator | None = None,
         callback: StepCallback | None = None,
+        reference_features: ReferenceFeatures | None = None,
     ) -> PortraitPipelineOutput:
-        """Joint generation: new portraits of the reference's person, with their depth."""
+        """Joint generation: new portraits of the reference's person, with their depth.
+
+        ``reference_features`` (from :meth:`encode_reference`) skips the reference network's pass; every job
+        takes it.
+        """
         # 1. Check inputs
         self.check_inputs(reference, "reference", num_inference_steps, guidance_scale, count=num_images)
         # 2. Sample all channels from noise
-        ref = self._image_tensor(reference)  # [1, 3, R, R]
-        rgb, code = self._sample(ref, num_images, num_inference_steps, guidance_scale, generator, callback=callback)
+        features = self._features(reference, reference_features)
+        rgb, code = self._sample(features, num_images, num_inference_steps, guidance_scale, generator, callback=callback)
         # 3. Depth code -> relative depth + mask
         return self._output(rgb, code)
 
@@ -286,6 +315,7 @@ class PortraitPipeline(DiffusionPipeline):
         guidance_scale: float = 1.0,
         generator: torch.Generator | None = None,
         callback: StepCallback | None = None,
+        reference_features: ReferenceFeatures | None = None,
     ) -> PortraitPipelineOutput:
         """Facial depth of ``image`` by channel-wise inpainting (RGB known, depth sampled).
 
@@ -305,7 +335,7 @@ class PortraitPipeline(DiffusionPipeline):
         rgb = self._image_tensor(image)  # [1, 3, R, R]
         init = (rgb, self._depth_tensor(depth_prior, None)[0]) if depth_prior is not None else None
         _, code = self._sample(
-            rgb, ensemble_size, num_inference_steps, guidance_scale, generator,
+            self._features(image, reference_features), ensemble_size, num_inference_steps, guidance_scale, generator,
             known_rgb=rgb, init=init, strength=prior_strength if init else 1.0, callback=callback,
         )
         # 3. Face mask: the given one, else the members' majority
@@ -334,6 +364,7 @@ class PortraitPipeline(DiffusionPipeline):
         guidance_scale: float = 2.0,
         generator: torch.Generator | None = None,
         callback: StepCallback | None = None,
+        reference_features: ReferenceFeatures | None = None,
     ) -> PortraitPipelineOutput:
         """Depth-driven editing: the reference's person rendered to match ``target_depth`` inside ``mask``.
 
@@ -353,7 +384,7 @@ class PortraitPipeline(DiffusionPipeline):
         init = (self._image_tensor(init_image) if init_image is not None else ref, code)
         # 3. Sample RGB with the depth held inside the mask
         rgb, out_code = self._sample(
-            ref, num_images, num_inference_steps, guidance_scale, generator,
+            self._features(reference, reference_features), num_images, num_inference_steps, guidance_scale, generator,
             known_depth=code, depth_mask=held, init=init, strength=strength, callback=callback,
         )
         # 4. The held depth comes back exactly as given

@@ -1,0 +1,204 @@
+"""Portrait Depth Studio, the web app: layout and wiring only (the handlers are in ``portrait/demo.py``).
+
+    python app.py [--model FOLDER_OR_HUB_ID] [--host 127.0.0.1] [--port 7860] [--share]
+
+The same settings come from ``PORTRAIT_MODEL``, ``GRADIO_SERVER_NAME`` and ``GRADIO_SERVER_PORT``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import inspect
+import os
+import signal
+
+import gradio as gr
+
+from portrait.demo import EXAMPLES, SETTINGS, StudioDemo, describe_model, load_studio, warm_up
+from portrait.errors import PortraitError
+from portrait.face.controls import CONTROL_SPECS
+
+try:  # on Hugging Face Spaces (ZeroGPU) each job runs on a GPU lent for the call
+    from spaces import GPU as gpu
+except ImportError:
+
+    def gpu(fn):
+        return fn
+
+
+MAX_FILE_SIZE = "25mb"
+INTRO = (
+    "One diffusion model generates a portrait's RGB **and depth** together. The same model estimates a "
+    "photo's facial depth, and re-renders a person to a new pose or expression given a target depth."
+)
+
+
+def photo_input(label: str, elem_id: str) -> gr.Image:
+    """An image upload handed to the handlers as its file path, unread: the package's loader checks it, so a
+    broken or huge file gets the package's clear message (Gradio's own preprocessing would fail decoding it)."""
+    image = gr.Image(label=label, type="filepath", image_mode=None, height=320, elem_id=elem_id)
+    decode = image.preprocess
+    image.preprocess = lambda payload: payload.path if payload is not None and payload.path else decode(payload)
+    return image
+
+
+def event(handler):
+    """``handler`` as a Gradio function: PortraitError -> gr.Error, denoising steps -> the progress bar."""
+    signature = inspect.signature(handler)  # kept, so the API shows the handler's parameter names
+    with_progress = "progress" in signature.parameters
+
+    @functools.wraps(handler)
+    def run(*args):
+        try:
+            if not with_progress:
+                return handler(*args)
+            *inputs, bar = args
+            return handler(*inputs, progress=lambda step, total: bar((step, total), desc="denoising"))
+        except PortraitError as err:
+            raise gr.Error(str(err)) from err
+
+    params = [p.replace(default=gr.Progress()) if p.name == "progress" else p for p in signature.parameters.values()]
+    run.__signature__ = signature.replace(parameters=params)
+    return gpu(run) if with_progress else run
+
+
+def setting(name: str, label: str, **kwargs) -> gr.Slider:
+    s = SETTINGS[name]
+    return gr.Slider(s.minimum, s.maximum, s.default, step=s.step, label=label, **kwargs)
+
+
+def build_demo(studio, model: str | None = None) -> gr.Blocks:
+    """The page for one loaded studio (``model``: what was loaded, for the header; None = the default)."""
+    ui = StudioDemo(studio)
+    on_model = dict(concurrency_id="model", concurrency_limit=1)  # one diffusion job at a time, all tabs
+    with gr.Blocks(title="Portrait Depth Studio", delete_cache=(1800, 3600)) as demo:
+        gr.Markdown(f"# Portrait Depth Studio\n{INTRO}\n\n{describe_model(studio, model)}")
+
+        with gr.Tab("Depth estimation"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    d_image = photo_input("Photo", "depth-photo")
+                    d_run = gr.Button("Estimate depth", variant="primary")
+                    d_info = gr.Markdown()
+                    with gr.Accordion("Advanced", open=False):
+                        d_ensemble = setting("ensemble_size", "Ensemble size",
+                                             info="samples merged; their spread is the uncertainty")
+                        d_steps = setting("depth_steps", "Denoising steps")
+                        d_seed = gr.Number(0, label="Seed", precision=0)
+                    d_examples = gr.Column()
+                with gr.Column(scale=2):
+                    with gr.Row():
+                        d_face = gr.Image(label="Aligned face", height=200, format="png")
+                        d_depth = gr.Image(label="Depth (bright = near)", height=200, format="png")
+                        d_spread = gr.Image(label="Uncertainty (bright = less sure)", height=200, format="png")
+                    with gr.Row():
+                        d_composite = gr.Image(label="Depth over the photo", height=320, elem_id="depth-overlay")
+                        d_mesh = gr.Model3D(label="3D mesh", height=320, elem_id="depth-mesh")
+                    d_files = gr.File(label="Downloads (PNG, 16-bit depth PNG, depth .npy, GLB, PLY, OBJ)",
+                                      file_count="multiple", height=180)
+            d_state = gr.State(time_to_live=3600)
+            d_outputs = [d_face, d_depth, d_spread, d_composite, d_mesh, d_files, d_info]
+            gr.on([d_run.click, d_image.upload], event(ui.estimate_depth),
+                  [d_image, d_ensemble, d_steps, d_seed, d_state], [*d_outputs, d_state],
+                  api_name="estimate_depth", show_progress_on=[d_composite, d_mesh], **on_model)
+
+            def depth_example(image, progress=None):  # cached results keep no session state
+                return ui.estimate_depth(image, progress=progress)[:-1]
+
+            with d_examples:  # under the inputs, created once the outputs exist
+                gr.Examples(EXAMPLES, d_image, d_outputs, event(depth_example), cache_examples=True,
+                            cache_mode="lazy", elem_id="depth-examples")
+
+        with gr.Tab("Depth-driven editing"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    e_image = photo_input("Photo", "edit-photo")
+                    controls = [gr.Slider(s.minimum, s.maximum, s.default, step=s.step, info=s.help,
+                                          label=f"{s.label}, {s.unit}" if s.unit else s.label,
+                                          elem_id=f"control-{s.name}")
+                                for s in CONTROL_SPECS]
+                    with gr.Row():
+                        e_reset = gr.Button("Reset")
+                        e_run = gr.Button("Re-render", variant="primary")
+                    e_info = gr.Markdown()
+                    with gr.Accordion("Advanced", open=False):
+                        e_strength = setting("strength", "Strength",
+                                             info="1 = from noise; lower keeps more of the photo")
+                        e_steps = setting("edit_steps", "Denoising steps")
+                        e_guidance = setting("guidance", "Identity guidance")
+                        e_seed = gr.Number(0, label="Seed", precision=0)
+                    gr.Examples(EXAMPLES, e_image)
+                with gr.Column(scale=2):
+                    e_composite = gr.Image(label="Edited photo", height=360, elem_id="edited-photo")
+                    with gr.Row():
+                        e_face = gr.Image(label="Edited face", height=220, format="png")
+                        e_target = gr.Image(label="Target depth", height=220, format="png")
+                        e_mesh = gr.Model3D(label="3D mesh", height=220, elem_id="edit-mesh")
+                    e_files = gr.File(label="Downloads", file_count="multiple", height=180)
+            e_state = gr.State(time_to_live=3600)
+            e_outputs = [e_composite, e_face, e_target, e_mesh, e_files, e_info, e_state]
+            e_image.change(event(ui.load_for_edit), [e_image, e_state], e_outputs, api_visibility="private")
+            e_reset.click(event(ui.reset), [e_image, e_state], [*controls, *e_outputs],
+                          api_visibility="private")
+            gr.on([e_run.click, *(c.release for c in controls)], event(ui.edit),
+                  [e_image, *controls, e_strength, e_steps, e_guidance, e_seed, e_state], e_outputs,
+                  api_name="edit", trigger_mode="always_last", show_progress_on=e_composite, **on_model)
+
+        with gr.Tab("Joint generation"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    g_image = photo_input("Reference photo (identity)", "generate-photo")
+                    g_count = setting("num_images", "Portraits")
+                    g_seed = gr.Number(0, label="Seed", precision=0)
+                    g_run = gr.Button("Generate", variant="primary")
+                    g_info = gr.Markdown()
+                    with gr.Accordion("Advanced", open=False):
+                        g_steps = setting("generate_steps", "Denoising steps")
+                        g_guidance = setting("guidance", "Identity guidance")
+                    gr.Examples(EXAMPLES, g_image)
+                with gr.Column(scale=2):
+                    g_gallery = gr.Gallery(label="Portraits and their depth (click one for 3D)", columns=4, format="png",
+                                           elem_id="gallery")
+                    with gr.Row():
+                        g_mesh = gr.Model3D(label="3D mesh", height=300, elem_id="generate-mesh")
+                        g_files = gr.File(label="Downloads", file_count="multiple", height=300, elem_id="generate-files")
+            g_state, g_results = gr.State(time_to_live=3600), gr.State(time_to_live=3600)
+            g_run.click(event(ui.generate), [g_image, g_count, g_steps, g_guidance, g_seed, g_state],
+                        [g_gallery, g_mesh, g_files, g_info, g_results, g_state], api_name="generate",
+                        show_progress_on=g_gallery, **on_model)
+
+            def pick(results, selected: gr.SelectData):
+                return ui.select(results, selected.index)
+
+            g_gallery.select(event(pick), g_results, [g_mesh, g_files], api_visibility="private")
+    return demo.queue(default_concurrency_limit=1, max_size=32)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    env = os.environ.get
+    parser = argparse.ArgumentParser(description="Portrait Depth Studio web app")
+    parser.add_argument("--model", default=env("PORTRAIT_MODEL") or None,
+                        help="model folder or hub id (default: the embedded default model)")
+    parser.add_argument("--host", default=env("GRADIO_SERVER_NAME", "127.0.0.1"),
+                        help="e.g. 0.0.0.0 to serve the network")
+    parser.add_argument("--port", type=int, default=int(env("GRADIO_SERVER_PORT", "7860")))
+    parser.add_argument("--share", action="store_true", help="also serve through a public gradio.live link")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    try:
+        studio = load_studio(args.model)
+    except PortraitError as err:
+        raise SystemExit(f"error: {err}") from None
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as on Ctrl+C: temporary files are removed
+    print(f"Loaded {args.model or 'the embedded default model'}; warming up...", flush=True)
+    warm_up(studio)
+    build_demo(studio, args.model).launch(server_name=args.host, server_port=args.port, share=args.share,
+                                          max_file_size=MAX_FILE_SIZE)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,184 @@
+"""app.py: its arguments and wiring, then the app served on localhost with a tiny saved model and called
+through ``gradio_client`` like an API user (those tests are marked slow)."""
+
+import contextlib
+import socket
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ASTRONAUT = str(ROOT / "examples" / "astronaut.png")
+
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve_app(model_dir, cache_dir: Path, monkeypatch):
+    """``app.build_demo`` on the model in ``model_dir``, launched as ``main()`` does, on a free local port.
+
+    Gradio's upload cache and the example cache go to ``cache_dir``; yields ``(url, blocks)``.
+    """
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(cache_dir / "uploads"))
+    monkeypatch.setenv("GRADIO_EXAMPLES_CACHE", str(cache_dir / "examples"))
+    import app
+    from portrait.demo import load_studio
+
+    model = str(model_dir)
+    blocks = app.build_demo(load_studio(model), model)
+    _, url, _ = blocks.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True,
+                              quiet=True, max_file_size=app.MAX_FILE_SIZE)
+    try:
+        yield url, blocks
+    finally:
+        blocks.close()
+
+
+# --- without a server -------------------------------------------------------------------------------------
+
+
+def test_arguments_come_from_flags_or_the_environment(monkeypatch):
+    import app
+
+    for name in ("PORTRAIT_MODEL", "GRADIO_SERVER_NAME", "GRADIO_SERVER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    args = app.parse_args([])
+    assert (args.model, args.host, args.port, args.share) == (None, "127.0.0.1", 7860, False)
+    monkeypatch.setenv("PORTRAIT_MODEL", "some/model")
+    monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "7000")
+    args = app.parse_args([])
+    assert (args.model, args.host, args.port) == ("some/model", "0.0.0.0", 7000)
+    args = app.parse_args(["--model", "other", "--port", "7001", "--share"])
+    assert (args.model, args.port, args.share) == ("other", 7001, True)
+
+
+def test_main_without_a_model_says_what_is_missing(monkeypatch, tmp_path):
+    import app
+    from portrait.pipelines import loading
+
+    monkeypatch.setattr(loading, "DEFAULT_MODEL_DIR", tmp_path / "default")
+    with pytest.raises(SystemExit, match="no default model is installed"):
+        app.main([])
+    with pytest.raises(SystemExit, match="does not exist"):
+        app.main(["--model", str(tmp_path / "missing")])
+
+
+def test_build_demo_names_the_three_endpoints(pixel_pipe, tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADIO_EXAMPLES_CACHE", str(tmp_path))
+    import app
+    from portrait.studio import Studio
+
+    blocks = app.build_demo(Studio(pixel_pipe))
+    names = {fn.api_name for fn in blocks.fns.values() if fn.api_visibility == "public"}
+    assert {"estimate_depth", "edit", "generate"} <= names
+    assert not (ROOT / "app.pyi").exists()  # no component subclass: Gradio would write a stub next to app.py
+
+
+# --- served -----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir, tmp_path_factory):
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        with serve_app(tiny_model_dir, tmp_path_factory.mktemp("gradio"), monkeypatch) as served:
+            yield served
+
+
+@pytest.fixture(scope="module")
+def client(server, tmp_path_factory):
+    from gradio_client import Client
+
+    return Client(server[0], verbose=False, download_files=str(tmp_path_factory.mktemp("downloads")))
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory):
+    from tests.test_demo import bad_inputs
+
+    return bad_inputs(tmp_path_factory.mktemp("bad"))
+
+
+def call(client, endpoint: str, image, **kwargs):
+    from gradio_client import handle_file
+
+    fast = {"/estimate_depth": dict(ensemble_size=1, steps=2), "/edit": dict(steps=2),
+            "/generate": dict(num_images=1, steps=2)}[endpoint]
+    return client.predict(handle_file(image) if image else None, **{**fast, **kwargs}, api_name=endpoint)
+
+
+# --- the three endpoints ----------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_api_names_and_parameters(client):
+    endpoints = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    params = {name: [p["parameter_name"] for p in info["parameters"]] for name, info in endpoints.items()}
+    assert params["/estimate_depth"] == ["image", "ensemble_size", "steps", "seed"]
+    assert params["/edit"] == ["image", "yaw", "pitch", "roll", "smile", "jaw_open", "brow_raise", "eye_close",
+                               "strength", "steps", "guidance", "seed"]
+    assert params["/generate"] == ["image", "num_images", "steps", "guidance", "seed"]
+
+
+@pytest.mark.slow
+def test_estimate_depth(client):
+    face, depth, uncertainty, composite, mesh, files, info = call(client, "/estimate_depth", ASTRONAUT)
+    assert PIL.Image.open(composite).size == PIL.Image.open(ASTRONAUT).size
+    assert mesh.endswith(".glb") and Path(mesh).stat().st_size > 0
+    names = {Path(f).name for f in files}
+    assert {"rgb.png", "depth.png", "mesh.glb", "mesh.ply"} <= names
+    assert np.asarray(PIL.Image.open(next(f for f in files if f.endswith("depth.png")))).dtype == np.uint16
+    assert "face pixels" in info
+
+
+@pytest.mark.slow
+def test_edit_by_keyword(client):
+    composite, face, target, mesh, files, info = call(client, "/edit", ASTRONAUT, yaw=20, smile=0.5)
+    assert PIL.Image.open(composite).size == PIL.Image.open(ASTRONAUT).size
+    assert Path(mesh).suffix == ".glb" and "yaw (turn) 20 deg" in info
+    assert {"rgb.png", "depth.png", "mesh.glb", "mesh.ply"} <= {Path(f).name for f in files}
+
+
+@pytest.mark.slow
+def test_generate(client):
+    gallery, mesh, files, info = call(client, "/generate", ASTRONAUT, num_images=2, seed=1)
+    assert [item["caption"] for item in gallery] == ["portrait 1", "depth 1", "portrait 2", "depth 2"]
+    assert Path(mesh).suffix == ".glb" and {"rgb.png", "depth.png", "mesh.ply"} <= {Path(f).name for f in files}
+
+
+# --- bad input, then a good request -----------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("endpoint", ["/estimate_depth", "/edit", "/generate"])
+def test_bad_input_gives_a_clear_error_and_the_app_recovers(client, bad_files, endpoint):
+    from gradio_client.exceptions import AppError
+
+    expected = {"text": "not a readable image", "no face": "no face was found", "oversized": "too large"}
+    for name, (path, _) in bad_files.items():
+        with pytest.raises(AppError, match=expected[name]) as caught:
+            call(client, endpoint, path)
+        assert "/tmp" not in str(caught.value) and "Traceback" not in str(caught.value)
+    with pytest.raises(AppError, match="Upload a photo"):
+        call(client, endpoint, None)
+    with pytest.raises(AppError, match="less than minimum value"):  # checked by the slider itself
+        call(client, endpoint, ASTRONAUT, steps=0)
+    assert call(client, endpoint, ASTRONAUT)  # the next good request still succeeds
+
+
+@pytest.mark.slow
+def test_files_over_the_size_limit_are_refused(client, tmp_path):
+    big = tmp_path / "big.png"
+    with open(big, "wb") as f:  # just over MAX_FILE_SIZE (25 MB), written sparsely
+        f.truncate(26 * 1024 * 1024)
+    with pytest.raises(Exception, match="(?i)size|large|413"):
+        call(client, "/estimate_depth", str(big))
+    assert call(client, "/estimate_depth", ASTRONAUT)
+

@@ -1,0 +1,132 @@
+"""End to end in a real browser: Debian's Chromium driven by playwright against the app on a tiny model.
+
+Opens the page, uploads the astronaut example, waits until the 3D viewer shows the depth mesh, moves the
+yaw slider in the editing tab and waits for the new image, generates portraits and picks one for 3D.
+Screenshots go to the test's tmp folder and are copied to /tmp/app_screens/.
+"""
+
+import io
+import shutil
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import pytest
+
+from tests.test_app_api import ASTRONAUT, serve_app
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = shutil.which("chromium")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update"]
+SCREENS = Path("/tmp/app_screens")
+TIMEOUT_MS = 60_000
+
+
+@pytest.fixture
+def page(tiny_model_dir, tmp_path, monkeypatch):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if CHROMIUM is None:
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    with serve_app(tiny_model_dir, tmp_path / "gradio", monkeypatch) as (url, _):
+        with sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(url)
+            yield page
+            browser.close()
+
+
+def screenshot(page, tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    page.screenshot(path=str(path), full_page=True)
+    SCREENS.mkdir(parents=True, exist_ok=True)
+    shutil.copy(path, SCREENS / name)
+
+
+def wait_for_mesh(page, selector: str) -> None:
+    """Until the viewer's canvas shows something besides its plain background."""
+    canvas = page.locator(f"{selector} canvas")
+    canvas.wait_for(state="visible")
+    for _ in range(120):
+        pixels = np.asarray(PIL.Image.open(io.BytesIO(canvas.screenshot())).convert("RGB"), dtype=float)
+        if pixels.reshape(-1, 3).std(axis=0).max() > 5.0:
+            return
+        page.wait_for_timeout(500)
+    raise AssertionError(f"the 3D viewer {selector} stayed blank")
+
+
+def image_src(page, selector: str) -> str | None:
+    image = page.locator(f"{selector} img")
+    return image.first.get_attribute("src") if image.count() else None
+
+
+def wait_for_new_image(page, selector: str, before: str | None) -> None:
+    page.wait_for_function(
+        "([sel, before]) => { const i = document.querySelector(sel + ' img'); return i && i.src !== before; }",
+        arg=[selector, before],
+    )
+
+
+def links(page, selector: str) -> list[str]:
+    return [a.get_attribute("href") for a in page.locator(f"{selector} a").all()]
+
+
+def test_depth_then_edit_then_generate(page, tmp_path):
+    # 1. Depth estimation: an example (computed on first use, then cached), then an upload, which runs it;
+    #    each time the depth over the photo changes and the mesh appears in the 3D viewer
+    page.get_by_text("Estimate depth").wait_for()
+    page.locator("#depth-examples button.gallery-item").nth(1).click()
+    page.locator("#depth-overlay img").wait_for()
+    wait_for_mesh(page, "#depth-mesh")
+    example = image_src(page, "#depth-overlay")
+    page.locator("#depth-photo input[type=file]").set_input_files(ASTRONAUT)
+    wait_for_new_image(page, "#depth-overlay", example)
+    wait_for_mesh(page, "#depth-mesh")
+    page.get_by_text("face pixels").wait_for()
+    screenshot(page, tmp_path, "01_depth_estimation.png")
+
+    # 2. Editing: upload, then drag the yaw slider; on release a new edited photo replaces the old one
+    page.get_by_role("tab", name="Depth-driven editing").click()
+    page.locator("#edit-photo input[type=file]").set_input_files(ASTRONAUT)
+    page.locator("#edited-photo img").wait_for()
+    before = image_src(page, "#edited-photo")
+    slider = page.locator("#control-yaw input[type=range]").bounding_box()
+    y = slider["y"] + slider["height"] / 2
+    page.mouse.move(slider["x"] + slider["width"] * 0.5, y)
+    page.mouse.down()
+    page.mouse.move(slider["x"] + slider["width"] * 0.8, y, steps=8)
+    page.mouse.up()
+    assert float(page.locator("#control-yaw input[type=number]").input_value()) > 10
+    wait_for_new_image(page, "#edited-photo", before)
+    page.get_by_text("Re-rendered to: yaw").wait_for()
+    wait_for_mesh(page, "#edit-mesh")
+    screenshot(page, tmp_path, "02_editing_yaw.png")
+
+    # 3. Generation: a gallery of portraits and depths; clicking the second portrait shows its mesh
+    page.get_by_role("tab", name="Joint generation").click()
+    page.locator("#generate-photo input[type=file]").set_input_files(ASTRONAUT)
+    page.get_by_role("button", name="Generate", exact=True).click()
+    page.get_by_text("portrait(s), seed").wait_for()
+    wait_for_mesh(page, "#generate-mesh")
+    first = links(page, "#generate-files")
+    page.locator("#gallery button img").nth(2).click()  # portrait 2 (portraits and depths alternate)
+    page.wait_for_function(
+        "first => { const a = document.querySelector('#generate-files a'); return a && a.href !== first; }",
+        arg=first[0],
+    )
+    assert len(links(page, "#generate-files")) == len(first)
+    screenshot(page, tmp_path, "03_generation.png")
+
+    # 4. A bad file gets the package's message
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image")
+    page.get_by_role("tab", name="Depth estimation").click()
+    page.locator("#depth-photo button[aria-label='Remove Image']").first.click()
+    page.locator("#depth-photo input[type=file]").set_input_files(str(bad))
+    page.get_by_text("not a readable image").first.wait_for()
+    page.wait_for_timeout(600)  # the message slides in
+    page.screenshot(path=str(tmp_path / "04_bad_file.png"))  # the viewport, with the message on top
+    shutil.copy(tmp_path / "04_bad_file.png", SCREENS / "04_bad_file.png")

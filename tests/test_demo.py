@@ -1,0 +1,178 @@
+"""The app's handlers (portrait/demo.py) on a tiny model, without a browser or a server."""
+
+import inspect
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import pytest
+
+from portrait import demo
+from portrait.demo import OutputStore, PhotoState, StudioDemo
+from portrait.errors import ImageSizeError, InvalidImageError, NoFaceError, PortraitError
+from portrait.face.controls import CONTROL_SPECS
+
+ROOT = Path(__file__).resolve().parent.parent
+ASTRONAUT = str(ROOT / "examples" / "astronaut.png")
+
+
+# --- fixtures ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def studio(pixel_pipe):
+    from portrait.studio import Studio
+
+    return Studio(pixel_pipe)
+
+
+@pytest.fixture
+def ui(studio, tmp_path):
+    ui = StudioDemo(studio, OutputStore(keep=8, parent=tmp_path))
+    yield ui
+    ui.store.close()
+
+
+@pytest.fixture(scope="module")
+def prepared(studio):
+    """The astronaut photo, prepared once for the module (face finding is the slow part)."""
+    return PhotoState(ASTRONAUT, studio.prepare(ASTRONAUT))
+
+
+def bad_inputs(folder: Path) -> dict[str, tuple[str, type]]:
+    """Files a user might send by mistake, with the error each must raise."""
+    text = folder / "notes.png"
+    text.write_text("this is a text file, renamed")
+    no_face = folder / "no_face.png"
+    yy, xx = np.mgrid[0:256, 0:256]
+    PIL.Image.fromarray(np.stack([xx, yy, np.full_like(xx, 128)], -1).astype(np.uint8)).save(no_face)
+    huge = folder / "huge.png"
+    PIL.Image.new("1", (9000, 9000)).save(huge)  # 81 M pixels, a few kB on disk
+    return {"text": (str(text), InvalidImageError), "no face": (str(no_face), NoFaceError),
+            "oversized": (str(huge), ImageSizeError)}
+
+
+# --- the three jobs ---------------------------------------------------------------------------------------
+
+
+def test_estimate_depth_returns_images_mesh_and_downloads(ui, prepared):
+    view = ui.estimate_depth(ASTRONAUT, ensemble_size=2, steps=2, seed=0, state=prepared)
+    side = max(demo.DISPLAY_SIDES[0], ui.studio.resolution)  # small crops are enlarged for the page
+    assert view.face.size == view.depth.size == view.uncertainty.size == (side, side)
+    assert view.composite.size == PIL.Image.open(ASTRONAUT).size  # pasted back into the full photo
+    assert view.mesh.endswith(".glb") and Path(view.mesh).stat().st_size > 0
+    names = {Path(f).name for f in view.files}
+    assert {"rgb.png", "depth.png", "mesh.glb", "mesh.ply", "composite.png"} <= names
+    depth_png = next(f for f in view.files if Path(f).name == "depth.png")
+    assert np.asarray(PIL.Image.open(depth_png)).dtype == np.uint16  # 16-bit depth
+    assert view.state is prepared and "face pixels" in view.info
+
+
+def test_photo_is_prepared_once_per_upload(ui, monkeypatch):
+    calls = []
+    prepare = ui.studio.prepare
+    monkeypatch.setattr(ui.studio, "prepare", lambda source: calls.append(source) or prepare(source))
+    state = ui.load_for_edit(ASTRONAUT).state
+    for yaw in (10.0, -10.0):  # slider moves reuse the session's photo
+        state = ui.edit(ASTRONAUT, yaw=yaw, steps=1, state=state).state
+    state = ui.estimate_depth(ASTRONAUT, ensemble_size=1, steps=1, state=state).state
+    assert calls == [ASTRONAUT]
+    ui.generate(str(ROOT / "examples" / "grace_hopper.jpg"), num_images=1, steps=1, state=state)
+    assert len(calls) == 2  # a new upload is prepared again
+
+
+def test_edit_follows_the_controls(ui, prepared):
+    start = ui.load_for_edit(ASTRONAUT, prepared)
+    assert start.composite.size == PIL.Image.open(ASTRONAUT).size and start.mesh is None
+    view = ui.edit(ASTRONAUT, yaw=25.0, smile=0.5, steps=2, state=prepared)
+    assert view.composite.size == start.composite.size
+    assert np.abs(np.asarray(view.target_depth, float) - np.asarray(start.target_depth, float)).mean() > 1.0
+    assert "yaw (turn) 25 deg" in view.info and "smile 0.5" in view.info
+    assert any(Path(f).name == "target_depth_color.png" for f in view.files)
+    assert Path(view.mesh).is_file()
+
+
+def test_edit_parameters_are_the_control_table():
+    names = list(inspect.signature(StudioDemo.edit).parameters)
+    assert names[2 : 2 + len(CONTROL_SPECS)] == [s.name for s in CONTROL_SPECS]
+
+
+def test_reset_returns_defaults_and_the_photo(ui, prepared):
+    out = ui.reset(ASTRONAUT, prepared)
+    assert list(out[: len(CONTROL_SPECS)]) == [s.default for s in CONTROL_SPECS]
+    assert out[len(CONTROL_SPECS)].size == PIL.Image.open(ASTRONAUT).size
+    assert ui.reset(None, None)[-1] is None  # after the photo was cleared
+
+
+def test_generate_gallery_pairs_and_selection(ui, prepared):
+    view = ui.generate(ASTRONAUT, num_images=2, steps=2, seed=3, state=prepared)
+    assert [caption for _, caption in view.gallery] == ["portrait 1", "depth 1", "portrait 2", "depth 2"]
+    assert len(view.results) == 2 and view.mesh == view.results[0].mesh
+    mesh, files = ui.select(view.results, 3)  # the second portrait's depth tile
+    assert mesh == view.results[1].mesh and Path(mesh).is_file() and files == view.results[1].files
+    with pytest.raises(PortraitError, match="Generate"):
+        ui.select(None, 0)
+
+
+# --- bad input --------------------------------------------------------------------------------------------
+
+
+def test_bad_files_raise_clear_errors(ui, tmp_path):
+    for name, (path, error) in bad_inputs(tmp_path).items():
+        with pytest.raises(error) as caught:
+            ui.estimate_depth(path, ensemble_size=1, steps=1)
+        assert str(tmp_path) not in str(caught.value), name  # names the file, not the server's folder
+    with pytest.raises(PortraitError, match="Upload a photo"):
+        ui.generate(None)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda ui, s: ui.estimate_depth(ASTRONAUT, ensemble_size=0, state=s), "ensemble size"),
+        (lambda ui, s: ui.estimate_depth(ASTRONAUT, steps=500, state=s), "steps"),
+        (lambda ui, s: ui.edit(ASTRONAUT, yaw=90.0, state=s), "Yaw"),
+        (lambda ui, s: ui.edit(ASTRONAUT, strength=0.0, state=s), "strength"),
+        (lambda ui, s: ui.generate(ASTRONAUT, num_images=9, state=s), "number of portraits"),
+        (lambda ui, s: ui.generate(ASTRONAUT, seed=-1, state=s), "seed"),
+    ],
+)
+def test_settings_out_of_range_are_refused(ui, prepared, call, message):
+    with pytest.raises(PortraitError, match=message):
+        call(ui, prepared)
+
+
+# --- files, start-up, header ------------------------------------------------------------------------------
+
+
+def test_output_store_keeps_the_latest_folders_and_cleans_up(tmp_path):
+    store = OutputStore(keep=2, parent=tmp_path)
+    folders = [store.new_folder("x") for _ in range(3)]
+    assert not folders[0].exists() and folders[1].is_dir() and folders[2].is_dir()
+    store.close()
+    assert not store.root.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_warm_up_leaves_no_files(studio, tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+    demo.warm_up(studio)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_header_says_what_the_model_is(studio):
+    default = demo.describe_model(studio)
+    assert "synthetic" in default and "--model" in default and "relative" in default
+    assert "my/checkpoint" in demo.describe_model(studio, "my/checkpoint")
+
+
+def test_imports_stay_light():
+    """Importing the handlers or the app loads no model and no torch (the model is loaded in main())."""
+    code = "import sys, app, portrait.demo; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
