@@ -8,6 +8,8 @@ two variants interleaved, best of ``--repeats``), because absolute times on a sh
   for all steps vs recomputed every step, (b) the joint RGB + depth denoiser vs an RGB-only denoiser of
   the same size. ``--preset sd15`` times an SD-1.5-shaped model (random weights, 512x512, fp16) on a GPU.
 - ``mesh``: a 512x512 depth map to a GLB (the 3D viewer's path).
+- ``app``: the app's two interactive paths with the studio and the app's handlers, in-process: photo upload
+  to depth + mesh shown, and slider release to the new image; and the peak memory.
 """
 
 from __future__ import annotations
