@@ -9,12 +9,14 @@ from .errors import PortraitError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import cli
+    from . import cli, evaluation
+    from .data import commands as data_commands
     from .face import commands as face_commands
+    from .training import commands as training_commands
 
     parser = argparse.ArgumentParser(prog="python -m portrait", description="Joint depth + appearance portraits.")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (cli, face_commands):
+    for module in (cli, face_commands, data_commands, training_commands, evaluation):
         module.register(subparsers)
     return parser
 

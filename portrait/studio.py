@@ -27,7 +27,9 @@ from .imageio import load_image
 from .pipelines import PortraitPipeline, ReferenceFeatures
 
 ALIGN_SIZE = 512  # landmarks, face mesh and paste-back work on a crop this large; the model gets it resized
-DEFAULT_PRIOR_STRENGTH = None  # depth estimation from pure noise (set from `python -m portrait eval`)
+# Depth estimation starts from the face-mesh depth noised to this strength (SDEdit) rather than pure noise:
+# the better of the two on the held-out split (`python -m portrait eval`, see the default's model card).
+DEFAULT_PRIOR_STRENGTH = 0.4
 
 
 @dataclass

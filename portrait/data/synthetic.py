@@ -1,0 +1,408 @@
+"""Synthetic RGB-D portraits with exact depth, in identity groups (numpy + the face module, no torch).
+
+An *identity* is a real face mesh (mediapipe landmarks of a real photo: skimage's astronaut, matplotlib's
+Grace Hopper and the 100 faces of skimage's LFW subset) changed by smooth shape variations (face-frame
+scaling and a few Gaussian bumps), plus a colouring (skin, eyes, lips, brows, hair style and colour,
+clothes, background). A *view* is the identity under a pose, an expression (``FaceControls``) and a light.
+
+Depth is the face module's ray-cast depth of the deformed mesh (camera z in units, larger = farther, NaN
+off the face); the mask is where the mesh is hit. Hair, ears, neck and background are painted around the
+face in RGB only: they are outside the mask and have no depth. RGB is rendered at twice the size and
+box-filtered, so its edges are anti-aliased; depth and mask are rendered at the output size.
+
+Everything is reproducible from a seed: identity ``i`` of seed ``s`` draws from its own generator
+``default_rng([s, i])``, so it is the same whatever the number of identities. Identities are split by
+*source face*: a seeded fraction of the source photos is held out, and every identity built on them is in
+the ``test`` split, so evaluation sees face geometry never seen in training.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from functools import cache, lru_cache
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from ..face import FaceControls, FaceMesh, apply_controls, face_mesh_from_landmarks, region, render_depth
+from ..face.controls import FaceFrame
+
+logger = logging.getLogger(__name__)
+
+SOURCE_CROP_SIZE = 256  # source meshes are built in a crop of this many pixels (the mesh is resolution-free)
+SUPERSAMPLE = 2  # RGB is painted at this multiple of the output size, then box-filtered
+
+# fmt: off
+SKIN_TONES = np.array([  # linear-ish sRGB in [0, 1], light to dark
+    [0.96, 0.84, 0.76], [0.93, 0.78, 0.66], [0.87, 0.70, 0.57], [0.80, 0.61, 0.47],
+    [0.70, 0.51, 0.38], [0.58, 0.40, 0.29], [0.45, 0.31, 0.22], [0.33, 0.23, 0.17],
+])
+HAIR_COLOURS = np.array([
+    [0.08, 0.06, 0.05], [0.20, 0.13, 0.08], [0.36, 0.23, 0.13], [0.55, 0.38, 0.20],
+    [0.78, 0.64, 0.40], [0.55, 0.25, 0.12], [0.62, 0.60, 0.58], [0.85, 0.84, 0.82],
+])
+IRIS_COLOURS = np.array([
+    [0.25, 0.15, 0.08], [0.40, 0.26, 0.12], [0.30, 0.45, 0.62], [0.35, 0.48, 0.32], [0.45, 0.47, 0.50],
+])
+# fmt: on
+
+
+# --- source faces -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class SourceFace:
+    """A real face: ``landmarks`` ``[478, 3]`` in the pixels of an aligned ``SOURCE_CROP_SIZE`` crop."""
+
+    name: str
+    landmarks: np.ndarray
+
+    def mesh(self) -> FaceMesh:
+        return face_mesh_from_landmarks(self.landmarks, SOURCE_CROP_SIZE)
+
+
+def _source_photos() -> list[tuple[str, Image.Image]]:
+    """The real face photos that packages ship: two portraits and skimage's 100 LFW faces (25x25, grey)."""
+    import matplotlib.cbook
+    from skimage import data
+
+    photos = [("astronaut", Image.fromarray(data.astronaut()))]
+    with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
+        photos.append(("grace_hopper", Image.open(f).convert("RGB")))
+    lfw = data.lfw_subset()[:100]  # the first 100 are faces, the rest are not
+    for i, face in enumerate(lfw):
+        small = Image.fromarray((face * 255).astype(np.uint8)).convert("RGB").resize((256, 256), Image.BICUBIC)
+        canvas = Image.new("RGB", (384, 384), (128, 128, 128))
+        canvas.paste(small, (64, 64))  # room around the face for the detector
+        photos.append((f"lfw_{i:03d}", canvas))
+    return photos
+
+
+@lru_cache(maxsize=1)
+def source_faces() -> tuple[SourceFace, ...]:
+    """Every source face whose landmarks mediapipe finds (cached per process, ~3 s)."""
+    from ..errors import NoFaceError
+    from ..face import crop_face, detect_landmarks
+
+    faces = []
+    for name, photo in _source_photos():
+        try:
+            aligned = crop_face(photo, detect_landmarks(photo), SOURCE_CROP_SIZE)
+        except NoFaceError:
+            logger.info("no face found in source photo %s; skipped", name)
+            continue
+        faces.append(SourceFace(name, aligned.landmarks.astype(np.float64)))
+    return tuple(faces)
+
+
+def split_sources(num_sources: int, test_fraction: float, seed: int) -> np.ndarray:
+    """``[num_sources]`` bool, True for the source faces held out for the test split (seeded)."""
+    held = np.zeros(num_sources, dtype=bool)
+    count = int(round(num_sources * test_fraction))
+    if count:
+        held[np.random.default_rng([seed, 7919]).permutation(num_sources)[:count]] = True
+    return held
+
+
+# --- identities and views ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Identity:
+    """A synthetic person: a deformed source mesh and a colouring (colours are RGB in [0, 1])."""
+
+    index: int
+    source: str
+    mesh: FaceMesh
+    skin: np.ndarray
+    lips: np.ndarray
+    iris: np.ndarray
+    hair: np.ndarray
+    clothes: np.ndarray
+    hair_volume: float  # size of the head outline relative to the face
+    hair_length: float  # 0 = short, 1 = to the shoulders
+    bald: bool
+    blush: float
+    freckle_seed: int
+
+
+@dataclass
+class View:
+    """One picture of an identity: pose / expression, light and background."""
+
+    controls: FaceControls
+    light: np.ndarray  # [3] unit direction from the surface towards the light, camera frame
+    ambient: float
+    light_colour: np.ndarray  # [3]
+    background: tuple[np.ndarray, np.ndarray]  # two colours of a gradient
+    background_angle: float
+
+
+@dataclass
+class Sample:
+    """A rendered view. ``rgb`` ``[S, S, 3]`` uint8; ``depth`` ``[S, S]`` float32 camera z in units (NaN
+    off the face); ``mask`` ``[S, S]`` bool."""
+
+    rgb: np.ndarray
+    depth: np.ndarray
+    mask: np.ndarray
+    controls: dict = field(default_factory=dict)
+
+
+def vary_shape(mesh: FaceMesh, rng: np.random.Generator, amount: float = 1.0) -> FaceMesh:
+    """Smooth shape change of a face mesh: face-frame scaling plus a few Gaussian bumps (eye-distance units)."""
+    frame = FaceFrame.of(mesh)
+    local = frame.to_face(mesh.vertices)  # [N, 3]
+    scale = 1.0 + amount * rng.uniform([-0.07, -0.07, -0.15], [0.07, 0.07, 0.2])
+    out = local * scale
+    for _ in range(5):
+        centre = local[rng.integers(0, 468)]
+        radius = rng.uniform(0.25, 0.6)
+        weight = np.exp(-((local - centre) ** 2).sum(1) / (2 * radius**2))[:, None]  # [N, 1]
+        out = out + amount * weight * rng.normal(0.0, [0.03, 0.03, 0.06])
+    return mesh.copy(vertices=frame.origin + frame.vectors_to_camera(out))
+
+
+def make_identity(index: int, source: SourceFace, seed: int) -> Identity:
+    rng = np.random.default_rng([seed, index])
+    t = rng.uniform(0, len(SKIN_TONES) - 1)
+    lo = int(t)
+    skin = SKIN_TONES[lo] * (1 - (t - lo)) + SKIN_TONES[min(lo + 1, len(SKIN_TONES) - 1)] * (t - lo)
+    skin = np.clip(skin * rng.uniform(0.95, 1.05, 3), 0, 1)
+    lips = np.clip(skin * np.array([0.95, 0.62, 0.62]) * rng.uniform(0.8, 1.0) + rng.uniform(0, 0.08), 0, 1)
+    hair = np.clip(HAIR_COLOURS[rng.integers(len(HAIR_COLOURS))] * rng.uniform(0.85, 1.15, 3), 0, 1)
+    return Identity(
+        index=index,
+        source=source.name,
+        mesh=vary_shape(source.mesh(), rng),
+        skin=skin,
+        lips=lips,
+        iris=IRIS_COLOURS[rng.integers(len(IRIS_COLOURS))],
+        hair=hair,
+        clothes=rng.uniform(0.1, 0.9, 3),
+        hair_volume=rng.uniform(1.05, 1.3),
+        hair_length=float(rng.uniform(0, 1) ** 2),
+        bald=bool(rng.uniform() < 0.08),
+        blush=rng.uniform(0.0, 0.12),
+        freckle_seed=int(rng.integers(1 << 30)),
+    )
+
+
+def random_view(rng: np.random.Generator, frontal: bool = False) -> View:
+    """A pose (yaw +-30, pitch +-15, roll +-10 degrees), an expression, a light and a background."""
+    if frontal:
+        controls = FaceControls()
+    else:
+        expressive = rng.uniform() < 0.7
+        controls = FaceControls(
+            yaw=rng.uniform(-30, 30),
+            pitch=rng.uniform(-15, 15),
+            roll=rng.uniform(-10, 10),
+            smile=rng.uniform(-0.4, 1.0) if expressive else 0.0,
+            jaw_open=rng.uniform(0, 0.8) if expressive and rng.uniform() < 0.4 else 0.0,
+            brow_raise=rng.uniform(-0.8, 0.8) if expressive else 0.0,
+            eye_close=rng.uniform(0, 1) if rng.uniform() < 0.15 else 0.0,
+        )
+    azimuth, elevation = rng.uniform(-1.2, 1.2), rng.uniform(-0.9, 0.6)
+    light = np.array([np.sin(azimuth) * np.cos(elevation), np.sin(elevation), -np.cos(azimuth) * np.cos(elevation)])
+    warm = rng.uniform(-0.08, 0.08)
+    bg = rng.uniform(0.05, 0.95, 3)
+    return View(
+        controls=controls,
+        light=light / np.linalg.norm(light),
+        ambient=rng.uniform(0.2, 0.5),
+        light_colour=np.array([1 + warm, 1.0, 1 - warm]) * rng.uniform(0.9, 1.15),
+        background=(bg, np.clip(bg * rng.uniform(0.4, 1.4, 3), 0, 1)),
+        background_angle=rng.uniform(0, 2 * np.pi),
+    )
+
+
+# --- painting ---------------------------------------------------------------------------------------------
+
+
+def _polygon_alpha(size: int, polygons: list[np.ndarray], width: int = 0, line: bool = False) -> np.ndarray:
+    """``[size, size]`` float32 coverage of filled polygons (or polylines of ``width`` pixels)."""
+    canvas = Image.new("L", (size, size), 0)
+    draw = ImageDraw.Draw(canvas)
+    for poly in polygons:
+        pts = [tuple(p) for p in np.asarray(poly, dtype=np.float64)]
+        if line:
+            draw.line(pts, fill=255, width=max(1, width), joint="curve")
+        elif len(pts) >= 3:
+            draw.polygon(pts, fill=255)
+    return np.asarray(canvas, dtype=np.float32) / 255.0
+
+
+def _ellipse_alpha(size: int, centre, radii) -> np.ndarray:
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
+    d = ((xx - centre[0]) / max(radii[0], 1e-3)) ** 2 + ((yy - centre[1]) / max(radii[1], 1e-3)) ** 2
+    return np.clip((1.0 - d) * min(radii) / 2.0, 0.0, 1.0)  # ~2-pixel soft edge
+
+
+def _over(canvas: np.ndarray, alpha: np.ndarray, colour: np.ndarray) -> np.ndarray:
+    a = alpha[..., None]
+    return canvas * (1 - a) + a * colour
+
+
+def _smooth_noise(rng: np.random.Generator, size: int, cells: int, stretch: tuple[int, int] = (1, 1)) -> np.ndarray:
+    """``[size, size]`` smooth noise in about [-1, 1]: a coarse random grid, bicubic-upsampled."""
+    coarse = rng.normal(0, 1, (cells * stretch[0], cells * stretch[1])).astype(np.float32)
+    img = Image.fromarray(coarse, mode="F").resize((size, size), Image.BICUBIC)
+    return np.asarray(img) / 1.5
+
+
+def render_view(identity: Identity, view: View, size: int) -> Sample:
+    """Render one view of an identity at ``size`` x ``size`` pixels."""
+    mesh = apply_controls(identity.mesh, view.controls)
+    rng = np.random.default_rng(identity.freckle_seed)
+    big = size * SUPERSAMPLE
+
+    # 1. Geometry: depth + mask at the output size, normals + mask at the painting size
+    exact = render_depth(mesh, size)
+    fine = render_depth(mesh, big)
+    uv = mesh.project(big)  # [478, 2] painting-size pixels
+
+    # 2. Background: a linear gradient
+    yy, xx = (np.mgrid[0:big, 0:big].astype(np.float32) + 0.5) / big
+    t = np.clip(0.5 + (xx - 0.5) * np.cos(view.background_angle) + (yy - 0.5) * np.sin(view.background_angle), 0, 1)
+    c0, c1 = view.background
+    canvas = c0 * (1 - t[..., None]) + c1 * t[..., None]  # [B, B, 3]
+
+    # 3. Head outline, neck, shoulders (RGB only; lit by a simple left/right ramp)
+    oval = uv[list(region("face_oval"))]
+    cx = float(oval[:, 0].mean())
+    top, bottom = float(oval[:, 1].min()), float(oval[:, 1].max())
+    width, height = float(np.ptp(oval[:, 0])), bottom - top
+    side = np.clip(0.5 + 0.5 * view.light[0] * (xx - 0.5) * 2, 0.3, 1.0)[..., None]  # [B, B, 1]
+    hair_tex = 1.0 + 0.12 * _smooth_noise(rng, big, 6, (1, 5))[..., None]
+    hair_rgb = (identity.skin * 0.9 if identity.bald else identity.hair) * side * hair_tex * view.light_colour
+    skin_flat = identity.skin * (view.ambient + (1 - view.ambient) * 0.55) * view.light_colour
+    jaw_l, jaw_r, chin = uv[172], uv[397], uv[152]
+    neck_w = 0.32 * width
+    neck_top = (jaw_l[1] + jaw_r[1]) / 2
+    shoulders = _ellipse_alpha(big, (cx, bottom + 0.95 * height), (1.1 * width, 0.55 * height))
+    if identity.hair_length > 0.3 and not identity.bald:
+        drop = bottom + identity.hair_length * 0.6 * height
+        long_hair = _polygon_alpha(big, [np.array([
+            [cx - 0.55 * width * identity.hair_volume, top + 0.5 * height],
+            [cx + 0.55 * width * identity.hair_volume, top + 0.5 * height],
+            [cx + 0.6 * width, drop], [cx - 0.6 * width, drop]])])
+        canvas = _over(canvas, long_hair, hair_rgb)
+    canvas = _over(canvas, shoulders, identity.clothes * side * view.light_colour)
+    neck = _polygon_alpha(big, [np.array([
+        [chin[0] - neck_w, neck_top], [chin[0] + neck_w, neck_top],
+        [chin[0] + neck_w * 1.1, big * 1.2], [chin[0] - neck_w * 1.1, big * 1.2]])])
+    neck_shade = np.clip(0.55 + 0.45 * (yy * big - chin[1]) / max(0.3 * height, 1), 0.55, 1.0)[..., None]
+    canvas = _over(canvas, neck, skin_flat * neck_shade)
+    for ear in (uv[234], uv[454]):
+        canvas = _over(canvas, _ellipse_alpha(big, (ear[0], ear[1] + 0.02 * height), (0.08 * width, 0.16 * height)), skin_flat * 0.9)
+    head = _ellipse_alpha(
+        big, (cx, top + 0.42 * height), (0.56 * width * identity.hair_volume, 0.62 * height * identity.hair_volume)
+    )
+    head *= np.clip((neck_top - yy * big) / (0.05 * height) + 0.5, 0, 1) if identity.hair_length <= 0.3 else 1.0
+    canvas = _over(canvas, head, hair_rgb)
+
+    # 4. Face albedo: skin with blotches and blush, then brows, eyes, lips painted from projected landmarks
+    albedo = np.broadcast_to(identity.skin, (big, big, 3)).copy()
+    albedo *= 1.0 + 0.04 * _smooth_noise(rng, big, 12)[..., None]
+    for cheek in (uv[50], uv[280]):
+        d2 = ((xx * big - cheek[0]) ** 2 + (yy * big - cheek[1]) ** 2) / (0.12 * width) ** 2
+        albedo = _over(albedo, identity.blush * 3 * np.exp(-d2), np.array([0.85, 0.35, 0.35]))
+    brow_w = max(2, int(0.045 * width))
+    for brow in ("right_eyebrow", "left_eyebrow"):
+        chain = uv[list(_chain(brow))]
+        albedo = _over(albedo, 0.85 * _polygon_alpha(big, [chain], brow_w, line=True), identity.hair * 0.8)
+    for eye in ("right", "left"):
+        outline = np.concatenate([uv[list(_chain(f"{eye}_eye_upper"))], uv[list(_chain(f"{eye}_eye_lower"))][::-1]])
+        eye_alpha = _polygon_alpha(big, [outline])
+        albedo = _over(albedo, eye_alpha, np.array([0.88, 0.86, 0.84]))
+        iris_pts = uv[list(region(f"{eye}_iris"))]
+        centre = iris_pts[0]
+        r = 0.5 * float(np.linalg.norm(iris_pts[1] - iris_pts[3]))
+        albedo = _over(albedo, eye_alpha * _ellipse_alpha(big, centre, (r, r)), identity.iris)
+        albedo = _over(albedo, eye_alpha * _ellipse_alpha(big, centre, (0.45 * r, 0.45 * r)), np.array([0.03, 0.03, 0.03]))
+        lash = _polygon_alpha(big, [uv[list(_chain(f"{eye}_eye_upper"))]], max(1, brow_w // 2), line=True)
+        albedo = _over(albedo, 0.8 * lash, np.array([0.08, 0.06, 0.05]))
+    lips_outline = np.concatenate([uv[list(_chain("upper_lip_outer"))], uv[list(_chain("lower_lip_outer"))][::-1]])
+    albedo = _over(albedo, _polygon_alpha(big, [lips_outline]), identity.lips)
+    mouth = np.concatenate([uv[list(_chain("upper_lip_inner"))], uv[list(_chain("lower_lip_inner"))][::-1]])
+    albedo = _over(albedo, _polygon_alpha(big, [mouth]), np.array([0.25, 0.08, 0.08]))
+
+    # 5. Shading of the face: ambient + Lambert + a little specular, from the rendered normals
+    n = fine.normals
+    diffuse = np.clip((n * view.light).sum(-1), 0, 1)[..., None]
+    half = view.light + np.array([0.0, 0.0, -1.0])
+    half /= np.linalg.norm(half)
+    spec = np.clip((n * half).sum(-1), 0, 1)[..., None] ** 20 * 0.15
+    face_rgb = albedo * (view.ambient + (1 - view.ambient) * diffuse) * view.light_colour + spec
+    canvas = np.where(fine.mask[..., None], face_rgb, canvas)
+
+    # 6. Box-filter down to the output size
+    rgb = canvas.reshape(size, SUPERSAMPLE, size, SUPERSAMPLE, 3).mean(axis=(1, 3))
+    rgb = np.clip(np.round(rgb * 255), 0, 255).astype(np.uint8)
+    return Sample(rgb=rgb, depth=exact.depth, mask=exact.mask, controls=view.controls.to_dict())
+
+
+@cache
+def _chain(name: str) -> tuple[int, ...]:
+    from ..face.mesh import REGIONS
+
+    return REGIONS[name]
+
+
+# --- the data set -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class SyntheticSpec:
+    """What :func:`generate` renders: ``identities`` x ``views`` samples of ``size`` pixels."""
+
+    identities: int = 64
+    views: int = 4
+    size: int = 128
+    seed: int = 0
+    test_fraction: float = 0.2
+
+
+def generate(spec: SyntheticSpec, progress: bool = False):
+    """Yield ``(identity_id, view_index, split, source_name, Sample)`` for every view of every identity.
+
+    View 0 of each identity is frontal and neutral (a clean reference); the others are random.
+    """
+    sources = source_faces()
+    if not sources:
+        raise RuntimeError("no source face could be meshed")
+    held = split_sources(len(sources), spec.test_fraction, spec.seed)
+    order = np.random.default_rng([spec.seed, 104729]).permutation(len(sources))
+    indices = range(spec.identities)
+    if progress:
+        from tqdm.auto import tqdm
+
+        indices = tqdm(indices, desc="rendering identities", unit="id")
+    for i in indices:
+        src = int(order[i % len(sources)])
+        identity = make_identity(i, sources[src], spec.seed)
+        rng = np.random.default_rng([spec.seed, i, 1])
+        for v in range(spec.views):
+            view = random_view(rng, frontal=(v == 0))
+            sample = render_view(identity, view, spec.size)
+            yield f"{i:05d}", v, ("test" if held[src] else "train"), sources[src].name, sample
+
+
+def write_dataset(out, spec: SyntheticSpec, progress: bool = False):
+    """Render ``spec`` into the folder format (see :mod:`portrait.data.folder`) with a contact sheet.
+
+    Returns the manifest path. Depth is stored as float32 ``.npy`` (camera z in units, NaN off the face).
+    """
+    from dataclasses import asdict
+
+    from .folder import FolderWriter, write_contact_sheet
+
+    with FolderWriter(out, generator="portrait.data.synthetic", spec=asdict(spec)) as writer:
+        for identity, v, split, source, sample in generate(spec, progress=progress):
+            writer.add(f"{identity}_{v:02d}", identity, sample.rgb, sample.depth, sample.mask, split=split,
+                       source=source, controls={k: round(x, 3) for k, x in sample.controls.items()})
+    manifest = writer.root / "manifest.json"
+    write_contact_sheet(out)
+    return manifest

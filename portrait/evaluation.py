@@ -1,0 +1,359 @@
+"""Evaluation: depth metrics, baselines, and ``python -m portrait eval`` (markdown table + contact sheet).
+
+Protocol (written down so anyone can rerun it; ``python -m portrait eval --model M --data D --out O``):
+
+- Data: the ``test`` split of a data folder (for the synthetic set: identities built on source faces never
+  used in training). Images, depth and masks are taken at the model's working resolution ``R``.
+- Depth estimation. The ground truth is normalised to [0, 1] over its face mask. Each prediction is
+  aligned to it by least-squares scale and shift inside the evaluated region (Marigold's protocol); RMSE and
+  MAE are then in units of the face's depth range. AbsRel and delta < 1.25 are computed after aligning the
+  prediction to the ground truth's camera depth, with the face at the crop camera's reference distance
+  (``portrait.mesh.camera_distance()``, 3.8 crop widths at 15 degrees; at that distance a face spans only
+  a few percent of its depth, so these two are near 0 and 1 for every method and mostly tell scale errors).
+- Methods, in the same run: the model from pure noise; the model started from the face-mesh depth noised to
+  ``prior_strength`` (SDEdit); the mediapipe face-mesh depth (landmarks of the test image, rendered; defined
+  only inside the mesh, its ``coverage`` of the ground-truth mask is reported, and the model is also scored
+  on the mesh's region for a like-for-like comparison); a constant mean-face depth (the mean normalised
+  depth of the *training* split, per pixel).
+- Joint generation: the depth generated with the RGB vs the depth estimated back from the generated RGB.
+- Editing: the target depth (another view of the person) vs the depth estimated from the edited RGB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+# --- metrics (numpy only) ---------------------------------------------------------------------------------
+
+
+def normalise(depth: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Depth -> [0, 1] over ``mask`` (min to max), NaN outside."""
+    out = np.full(depth.shape, np.nan, np.float32)
+    m = mask & np.isfinite(depth)
+    if m.any():
+        lo, hi = float(depth[m].min()), float(depth[m].max())
+        out[m] = (depth[m] - lo) / max(hi - lo, 1e-12)
+    return out
+
+
+@dataclass
+class DepthScores:
+    rmse: float  # in face-depth-range units, after scale / shift alignment
+    mae: float
+    abs_rel: float  # at the stated camera distance
+    delta1: float
+    coverage: float  # fraction of the ground-truth mask where the prediction is defined
+
+
+def depth_scores(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray, region: np.ndarray | None = None,
+                 camera_distance: float | None = None) -> DepthScores | None:
+    """Scores of a relative depth ``pred`` against the ground truth ``gt`` (any units) inside ``mask``.
+
+    ``region`` further restricts the scored pixels (e.g. where the face mesh exists). ``None`` if fewer than
+    16 pixels can be scored.
+    """
+    from .depth import align_scale_shift
+    from .mesh import camera_distance as default_distance
+
+    mask = mask & np.isfinite(gt)
+    valid = mask & np.isfinite(pred)
+    coverage = float(valid.sum() / max(mask.sum(), 1))
+    if region is not None:
+        valid &= region
+    if valid.sum() < 16:
+        return None
+    gt01 = normalise(gt, mask)
+    s, b = align_scale_shift(pred, gt01, valid)
+    err = (s * pred[valid] + b) - gt01[valid]
+    # metric-like: the ground truth placed with its near point at the camera distance, in crop widths
+    distance = default_distance() if camera_distance is None else camera_distance
+    g = gt[valid].astype(np.float64)
+    g_abs = distance + (g - g.min())
+    s2, b2 = align_scale_shift(pred[valid], g_abs.astype(np.float32))
+    p_abs = np.maximum(s2 * pred[valid] + b2, 1e-6)
+    ratio = np.maximum(p_abs / g_abs, g_abs / p_abs)
+    return DepthScores(
+        rmse=float(np.sqrt(np.mean(err**2))), mae=float(np.mean(np.abs(err))),
+        abs_rel=float(np.mean(np.abs(p_abs - g_abs) / g_abs)), delta1=float(np.mean(ratio < 1.25)),
+        coverage=coverage,
+    )
+
+
+def mean_face_depth(depths: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """``[R, R]`` per-pixel mean of the normalised training depths; pixels no sample covers get the far value."""
+    acc = np.zeros(depths.shape[1:], np.float64)
+    count = np.zeros(depths.shape[1:], np.float64)
+    for d, m in zip(depths, masks):
+        n = normalise(d, m)
+        ok = np.isfinite(n)
+        acc[ok] += n[ok]
+        count[ok] += 1
+    mean = np.where(count > 0, acc / np.maximum(count, 1), np.nan)
+    mean[~np.isfinite(mean)] = np.nanmax(mean) if np.isfinite(mean).any() else 1.0
+    return mean.astype(np.float32)
+
+
+def mesh_depth(image, size: int) -> np.ndarray | None:
+    """The mediapipe face-mesh depth of a square face crop ``image`` at ``size`` (NaN off the mesh), or None."""
+    from .errors import NoFaceError
+    from .face import detect_landmarks, face_mesh_from_landmarks, render_depth
+
+    try:
+        landmarks = detect_landmarks(image)
+    except NoFaceError:
+        return None
+    mesh = face_mesh_from_landmarks(landmarks.points, image.size[0])
+    return render_depth(mesh, size).depth
+
+
+# --- the evaluation run -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Accumulator:
+    """Per-method lists of scores, averaged at the end."""
+
+    scores: dict[str, list[DepthScores]] = field(default_factory=dict)
+
+    def add(self, name: str, s: DepthScores | None) -> None:
+        self.scores.setdefault(name, [])
+        if s is not None:
+            self.scores[name].append(s)
+
+    def summary(self) -> dict[str, dict]:
+        out = {}
+        for name, items in self.scores.items():
+            if not items:
+                out[name] = {"n": 0}
+                continue
+            out[name] = {k: float(np.mean([getattr(s, k) for s in items])) for k in DepthScores.__dataclass_fields__}
+            out[name]["n"] = len(items)
+        return out
+
+
+def evaluate(model: str | None, data: str | Path, out: str | Path, split: str = "test", limit: int | None = None,
+             steps: int = 20, ensemble: int = 1, prior_strengths: tuple[float, ...] = (0.5,),
+             joint_samples: int = 8, seed: int = 0, camera_distance: float | None = None,
+             timing_steps: int = 20) -> dict:
+    """Run the protocol of this module; write ``eval.md``, ``eval.json`` and ``contact_sheet.png`` into ``out``."""
+    import PIL.Image
+    import torch
+
+    from .data.folder import image_grid, load_folder, prepare
+    from .depth import code_to_depth, colorize_depth
+    from .errors import PortraitError
+    from .pipelines.loading import load_pipeline
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    # 1. Model (timed: loading and one generation at the working resolution)
+    t0 = time.perf_counter()
+    pipe = load_pipeline(model)
+    load_seconds = time.perf_counter() - t0
+    r = pipe.resolution
+
+    # 2. Data at the working resolution: ground truth as camera depth and its mask
+    def at_res(samples):
+        items = []
+        for s in samples:
+            rgb, code, mask = prepare(s, r)
+            if s.depth.shape[0] == r:
+                depth = s.depth
+            else:  # resampled ground truth: the normalised code of the resized sample
+                depth = code_to_depth(code, mask)[0]
+            items.append((s.record, PIL.Image.fromarray(rgb), depth.astype(np.float32), mask))
+        return items
+
+    test_samples, skipped = load_folder(data, split)
+    if not test_samples:
+        raise PortraitError(f"no usable {split!r} sample in {str(data)!r}")
+    train_samples, _ = load_folder(data, "train")
+    test = at_res(test_samples)
+    if limit:
+        test = test[:limit]
+    train = at_res(train_samples) if train_samples else test
+    mean_face = mean_face_depth(np.stack([t[2] for t in train]), np.stack([t[3] for t in train]))
+
+    gen = torch.Generator().manual_seed(seed)
+    t0 = time.perf_counter()
+    pipe.generate(test[0][1], num_inference_steps=timing_steps, generator=gen)
+    generate_seconds = time.perf_counter() - t0
+
+    # 3. Depth estimation: model (noise / mesh prior), face mesh, mean face
+    acc = Accumulator()
+    rows, no_mesh = [], 0
+    for k, (_record, image, gt, mask) in enumerate(test):
+        mesh = mesh_depth(image, r)
+        region = np.isfinite(mesh) if mesh is not None else None
+        if mesh is None:
+            no_mesh += 1
+        acc.add("face mesh (mediapipe)", depth_scores(mesh, gt, mask, camera_distance=camera_distance)
+                if mesh is not None else None)
+        acc.add("mean face", depth_scores(mean_face, gt, mask, camera_distance=camera_distance))
+        predictions = {}
+        g = torch.Generator().manual_seed(seed + k)
+        pred = pipe.estimate_depth(image, ensemble_size=ensemble, num_inference_steps=steps, mask=mask, generator=g)
+        predictions["model"] = pred.depth[0]
+        for s in prior_strengths:
+            g = torch.Generator().manual_seed(seed + k)
+            if mesh is not None:
+                p = pipe.estimate_depth(image, ensemble_size=ensemble, num_inference_steps=steps, mask=mask,
+                                        depth_prior=mesh, prior_strength=s, generator=g)
+                predictions[f"model + mesh prior {s:g}"] = p.depth[0]
+            else:  # no mesh: the prior cannot be used, the model starts from noise
+                predictions[f"model + mesh prior {s:g}"] = predictions["model"]
+        for name, p in predictions.items():
+            acc.add(name, depth_scores(p, gt, mask, camera_distance=camera_distance))
+            acc.add(f"{name} [mesh region]", depth_scores(p, gt, mask, region, camera_distance)
+                    if region is not None else None)
+        if k < 6:
+            tiles = [np.asarray(image), colorize_depth(np.where(mask, gt, np.nan))]
+            tiles += [colorize_depth(p) for p in predictions.values()]
+            tiles += [colorize_depth(mesh if mesh is not None else np.full(gt.shape, np.nan)),
+                      colorize_depth(np.where(mask, mean_face, np.nan))]
+            rows.append(tiles)
+    columns = ["image", "ground truth", *predictions.keys(), "face mesh", "mean face"]
+
+    # 4. Joint generation and editing: agreement with depth estimated back from the RGB
+    by_identity: dict[str, list] = {}
+    for item in test:
+        by_identity.setdefault(item[0].identity, []).append(item)
+    pairs = [v for v in by_identity.values() if len(v) >= 2][:joint_samples]
+    joint, edit = Accumulator(), Accumulator()
+    gen_rows = []
+    for k, views in enumerate(pairs):
+        reference = views[0][1]
+        g = torch.Generator().manual_seed(seed + 1000 + k)
+        result = pipe.generate(reference, num_inference_steps=steps, generator=g)
+        img, depth, m = result.images[0], result.depth[0], result.mask[0]
+        if m.sum() >= 16:
+            back = pipe.estimate_depth(img, ensemble_size=ensemble, num_inference_steps=steps, mask=m,
+                                       generator=torch.Generator().manual_seed(seed + k))
+            joint.add("generated depth vs depth estimated from generated RGB",
+                      depth_scores(back.depth[0], depth, m, camera_distance=camera_distance))
+        else:
+            joint.add("generated depth vs depth estimated from generated RGB", None)
+        _, _, target, tmask = views[1]
+        edited = pipe.edit(reference, target, mask=tmask, num_inference_steps=steps,
+                           generator=torch.Generator().manual_seed(seed + 2000 + k))
+        back = pipe.estimate_depth(edited.images[0], ensemble_size=ensemble, num_inference_steps=steps, mask=tmask,
+                                   generator=torch.Generator().manual_seed(seed + k))
+        edit.add("target depth vs depth estimated from edited RGB",
+                 depth_scores(back.depth[0], target, tmask, camera_distance=camera_distance))
+        if k < 4:
+            gen_rows.append([np.asarray(reference), np.asarray(img), colorize_depth(depth),
+                             colorize_depth(np.where(tmask, target, np.nan)), np.asarray(edited.images[0]),
+                             colorize_depth(back.depth[0])])
+
+    # 5. Report
+    summary = {
+        "model": str(model or "default"), "data": str(data), "split": split, "samples": len(test),
+        "skipped": len(skipped), "no_mesh": no_mesh, "resolution": r, "steps": steps, "ensemble": ensemble,
+        "seed": seed, "load_seconds": round(load_seconds, 2), "generate_seconds": round(generate_seconds, 2),
+        "generate_steps": timing_steps,
+        "camera_distance": camera_distance if camera_distance is not None else _default_distance(),
+        "depth": acc.summary(), "joint": joint.summary(), "edit": edit.summary(),
+    }
+    (out / "eval.json").write_text(json.dumps(summary, indent=1))
+    (out / "eval.md").write_text(markdown_report(summary, columns))
+    sheet = rows + [t + [np.full_like(t[0], 255)] * (len(rows[0]) - len(t)) for t in gen_rows] if rows else gen_rows
+    if sheet:
+        width = max(len(t) for t in sheet)
+        sheet = [t + [np.full_like(t[0], 255)] * (width - len(t)) for t in sheet]
+        image_grid(sheet).save(out / "contact_sheet.png")
+    return summary
+
+
+def _default_distance() -> float:
+    from .mesh import camera_distance
+
+    return round(camera_distance(), 3)
+
+
+def markdown_report(summary: dict, columns: list[str] | None = None) -> str:
+    """The evaluation as markdown tables."""
+    lines = [
+        f"# Evaluation: {summary['model']}",
+        "",
+        f"Data `{summary['data']}`, split `{summary['split']}`: {summary['samples']} samples at "
+        f"{summary['resolution']}x{summary['resolution']} ({summary['skipped']} skipped, {summary['no_mesh']} without a "
+        f"detected face mesh). {summary['steps']} denoising steps, ensemble {summary['ensemble']}, seed {summary['seed']}.",
+        "RMSE / MAE: after least-squares scale and shift inside the evaluated region, in units of the face's depth "
+        f"range (ground truth normalised to [0, 1] over the mask). AbsRel / delta<1.25: at a camera distance of "
+        f"{summary['camera_distance']:g} crop widths. Coverage: share of the ground-truth face mask with a prediction.",
+        "",
+        "## Depth estimation",
+        "",
+        "| method | RMSE | MAE | AbsRel | delta<1.25 | coverage | n |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, s in summary["depth"].items():
+        if not s.get("n"):
+            lines.append(f"| {name} | - | - | - | - | - | 0 |")
+            continue
+        lines.append(f"| {name} | {s['rmse']:.4f} | {s['mae']:.4f} | {s['abs_rel']:.5f} | {s['delta1']:.3f} | "
+                     f"{s['coverage']:.3f} | {s['n']} |")
+    lines += ["", "Rows marked [mesh region] score the model only where the face mesh exists (like for like).", ""]
+    for title, key in (("Joint generation", "joint"), ("Editing", "edit")):
+        lines += [f"## {title}", "", "| agreement | RMSE | MAE | n |", "|---|---|---|---|"]
+        for name, s in summary[key].items():
+            lines.append(f"| {name} | {s['rmse']:.4f} | {s['mae']:.4f} | {s['n']} |" if s.get("n") else f"| {name} | - | - | 0 |")
+        lines.append("")
+    lines += [
+        "## Speed",
+        "",
+        f"Loading: {summary['load_seconds']:.2f} s. One {summary['generate_steps']}-step generation (guidance 2, one "
+        f"image) at {summary['resolution']}x{summary['resolution']}: {summary['generate_seconds']:.2f} s.",
+        "",
+    ]
+    if columns:
+        lines += ["Contact sheet columns (first rows): " + ", ".join(columns) + ". Last rows: reference, generated RGB, "
+                  "generated depth, target depth, edited RGB, depth estimated from the edited RGB.", ""]
+    return "\n".join(lines)
+
+
+# --- the command ------------------------------------------------------------------------------------------
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "eval", help="evaluate a model on a held-out split (depth metrics, baselines, generation, editing)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--model", help="model folder or hub id (default: the embedded default model)")
+    p.add_argument("--data", required=True, type=Path, help="data folder (see portrait.data.folder)")
+    p.add_argument("--out", required=True, type=Path, help="output folder for eval.md, eval.json, contact_sheet.png")
+    p.add_argument("--split", default="test")
+    p.add_argument("--limit", type=int, help="evaluate only the first N samples")
+    p.add_argument("--steps", type=int, default=20, help="denoising steps")
+    p.add_argument("--ensemble", type=int, default=1, help="depth ensemble size")
+    p.add_argument("--prior-strength", type=float, action="append", dest="prior_strengths",
+                   help="SDEdit strength of the face-mesh prior (repeatable; default 0.5)")
+    p.add_argument("--joint-samples", type=int, default=8, help="identities used for generation / editing checks")
+    p.add_argument("--camera-distance", type=float, help="for AbsRel / delta1 (default: the crop camera's)")
+    p.add_argument("--timing-steps", type=int, default=20, help="steps of the timed generation")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_eval)
+
+
+def cmd_eval(args) -> None:
+    from .errors import PortraitError
+
+    strengths = tuple(args.prior_strengths or (0.5,))
+    if any(not 0.0 < s <= 1.0 for s in strengths):
+        raise PortraitError(f"--prior-strength must be in (0, 1], got {strengths}")
+    if args.steps < 1:
+        raise PortraitError("--steps must be at least 1")
+    summary = evaluate(args.model, args.data, args.out, args.split, args.limit, args.steps, args.ensemble, strengths,
+                       args.joint_samples, args.seed, args.camera_distance, args.timing_steps)
+    print((Path(args.out) / "eval.md").read_text())
+    if not math.isfinite(summary["load_seconds"]):
+        raise PortraitError("evaluation failed")

@@ -1,0 +1,438 @@
+"""The accelerate training loop: one command on a CPU, one GPU, or several GPUs / nodes (``accelerate launch``).
+
+Stages, each resumable from its latest checkpoint in ``OUTPUT/checkpoints/STAGE-STEP/``:
+
+1. ``vae`` (latent mode from scratch only): the small ``AutoencoderKL`` learns to reconstruct the data's RGB
+   and depth codes; saved to ``OUTPUT/stage_vae/`` with a reconstruction check (numbers + picture) that can
+   stop the run before stage 2.
+2. ``diffusion``: the joint denoiser, reference network and learned context (``JointDiffusion.training_loss``)
+   with EMA weights. With ``cache_latents`` the frozen VAE encodes the data set once, up front.
+
+The end result is a :class:`PortraitPipeline` with the EMA weights, saved with ``save_pretrained`` into
+``OUTPUT/`` (load it with ``portrait.load_pipeline(OUTPUT)``), next to ``loss.csv`` and ``loss_curve.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from tqdm.auto import tqdm
+
+from ..data.folder import PortraitDataset, image_grid
+from ..depth import FOREGROUND_MAX, code_to_depth, colorize_depth
+from ..errors import PortraitError
+from ..models import JointDiffusion
+from .config import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+
+# --- objectives: `loss = objective(batch)`, so DDP sees a forward ------------------------------------------
+
+
+class VAEObjective(torch.nn.Module):
+    """Reconstruction (L1 + MSE) + KL of the autoencoder on ``[B, 3, H, W]`` images in [-1, 1]."""
+
+    def __init__(self, vae, kl_weight: float):
+        super().__init__()
+        self.vae, self.kl_weight = vae, kl_weight
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        posterior = self.vae.encode(x).latent_dist
+        recon = self.vae.decode(posterior.sample(generator)).sample
+        rec = F.l1_loss(recon.float(), x.float()) + F.mse_loss(recon.float(), x.float())
+        return rec + self.kl_weight * posterior.kl().mean()
+
+
+class PreEncodedJointDiffusion(JointDiffusion):
+    """:class:`JointDiffusion` whose batches already hold VAE latents (``cache_latents``): encoding is identity."""
+
+    def encode_rgb(self, rgb: torch.Tensor) -> torch.Tensor:
+        return rgb
+
+    def encode_depth(self, code: torch.Tensor) -> torch.Tensor:
+        return code
+
+
+class DiffusionObjective(torch.nn.Module):
+    """The joint denoising loss of one batch (see ``JointDiffusion.training_loss``)."""
+
+    def __init__(self, model: JointDiffusion, noise_scheduler, reference_dropout: float, depth_weight: float):
+        super().__init__()
+        self.model, self.noise_scheduler = model, noise_scheduler
+        self.reference_dropout, self.depth_weight = reference_dropout, depth_weight
+
+    def forward(self, batch: dict, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.model.training_loss(batch, self.noise_scheduler, self.reference_dropout, self.depth_weight, generator)
+
+
+# --- data -------------------------------------------------------------------------------------------------
+
+
+class LatentDataset:
+    """The data set encoded once by the frozen VAE: items hold latents ``[C, h, w]`` (both mirror images)."""
+
+    def __init__(self, data: PortraitDataset, model: JointDiffusion, batch_size: int, device):
+        rgb_lat, depth_lat = [], []
+        flips = (False, True) if data.flip else (False,)
+        with torch.no_grad():
+            for start in tqdm(range(0, len(data), batch_size), desc="encoding the data set", leave=False):
+                idx = range(start, min(start + batch_size, len(data)))
+                rgb = torch.from_numpy(data.rgb[idx.start : idx.stop]).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+                code = torch.from_numpy(data.code[idx.start : idx.stop])[:, None]
+                per_flip_rgb, per_flip_depth = [], []
+                for flip in flips:
+                    r, c = (rgb.flip(-1), code.flip(-1)) if flip else (rgb, code)
+                    per_flip_rgb.append(model.encode_rgb(r.to(device)).cpu())
+                    per_flip_depth.append(model.encode_depth(c.to(device)).cpu())
+                rgb_lat.append(torch.stack(per_flip_rgb, 1))
+                depth_lat.append(torch.stack(per_flip_depth, 1))
+        self.rgb = torch.cat(rgb_lat)  # [N, F, C, h, w]
+        self.depth = torch.cat(depth_lat)  # [N, F, C, h, w]
+        self.others = data.others
+
+    def __len__(self) -> int:
+        return len(self.rgb)
+
+    def __getitem__(self, i: int) -> dict:
+        others = self.others[i]
+        j = others[int(torch.randint(len(others), ()))]
+        f, g = (int(torch.randint(self.rgb.shape[1], ())) for _ in range(2))
+        return {"rgb": self.rgb[i, f], "depth": self.depth[i, f], "reference": self.rgb[j, g]}
+
+
+def _forever(loader):
+    while True:
+        yield from loader
+
+
+def _vae_batch(batch: dict, depth_fraction: float, crop: int | None, generator: torch.Generator) -> torch.Tensor:
+    """Mix RGB images and depth codes (replicated to 3 channels) into one ``[B, 3, H, W]`` batch, cropped."""
+    rgb, depth = batch["rgb"], batch["depth"].repeat(1, 3, 1, 1)
+    is_depth = (torch.rand(rgb.shape[0], generator=generator) < depth_fraction).to(rgb.device).view(-1, 1, 1, 1)
+    x = torch.where(is_depth, depth, rgb)
+    if crop is not None and crop < x.shape[-1]:
+        y0, x0 = (int(torch.randint(x.shape[-1] - crop + 1, (), generator=generator)) for _ in range(2))
+        x = x[..., y0 : y0 + crop, x0 : x0 + crop]
+    return x
+
+
+# --- checkpoints and logs ---------------------------------------------------------------------------------
+
+
+def _checkpoints(out: Path, stage: str) -> list[Path]:
+    return sorted((out / "checkpoints").glob(f"{stage}-*"), key=lambda p: int(p.name.rsplit("-", 1)[1]))
+
+
+def _save_checkpoint(accelerator: Accelerator, out: Path, stage: str, step: int, keep: int) -> None:
+    path = out / "checkpoints" / f"{stage}-{step:07d}"
+    accelerator.save_state(str(path))
+    if accelerator.is_main_process:
+        (path / "progress.json").write_text(json.dumps({"stage": stage, "step": step}))
+        for old in _checkpoints(out, stage)[:-keep] if keep > 0 else []:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _resume(accelerator: Accelerator, out: Path, stage: str) -> int:
+    """Load the latest checkpoint of ``stage``; return its step (0 = none)."""
+    found = [p for p in _checkpoints(out, stage) if (p / "progress.json").is_file()]
+    if not found:
+        return 0
+    accelerator.load_state(str(found[-1]))
+    step = json.loads((found[-1] / "progress.json").read_text())["step"]
+    accelerator.print(f"resumed {stage} from {found[-1]} (step {step})")
+    return int(step)
+
+
+class LossLog:
+    """Appends ``stage,step,loss,seconds`` rows to ``OUTPUT/loss.csv`` (main process only)."""
+
+    def __init__(self, path: Path, enabled: bool):
+        self.path, self.enabled = path, enabled
+        if enabled and not path.exists():
+            path.write_text("stage,step,loss,seconds\n")
+
+    def add(self, stage: str, step: int, loss: float, seconds: float) -> None:
+        if self.enabled:
+            with self.path.open("a") as f:
+                f.write(f"{stage},{step},{loss:.6f},{seconds:.3f}\n")
+
+
+def plot_loss_curve(csv_path: Path, png_path: Path) -> Path | None:
+    """A PNG of the loss per stage (raw and smoothed) from ``loss.csv``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows: dict[str, dict[int, float]] = {}
+    with csv_path.open() as f:
+        for row in csv.DictReader(f):  # a resumed run rewrites steps after its checkpoint: keep the last
+            rows.setdefault(row["stage"], {})[int(row["step"])] = float(row["loss"])
+    if not rows:
+        return None
+    fig, axes = plt.subplots(1, len(rows), figsize=(4.5 * len(rows), 3.2), squeeze=False)
+    for ax, (stage, points) in zip(axes[0], rows.items()):
+        steps, losses = np.array(sorted(points.items()), dtype=np.float64).T
+        ax.plot(steps, losses, lw=0.6, alpha=0.4, label="loss")
+        k = max(1, len(losses) // 20)
+        smooth = np.convolve(losses, np.ones(k) / k, mode="valid")
+        ax.plot(steps[k - 1 :], smooth, lw=1.5, label=f"mean of {k}")
+        ax.set_yscale("log")
+        ax.set_title(f"{stage} stage")
+        ax.set_xlabel("step")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=80)
+    plt.close(fig)
+    return png_path
+
+
+def _accelerator(cfg: TrainConfig) -> Accelerator:
+    mp = cfg.mixed_precision
+    if mp == "auto":
+        mp = "fp16" if torch.cuda.is_available() else "no"
+    elif mp == "fp16" and not torch.cuda.is_available():
+        logger.warning("fp16 mixed precision needs a GPU; training in full precision")
+        mp = "no"
+    return Accelerator(mixed_precision=mp, gradient_accumulation_steps=cfg.diffusion.gradient_accumulation_steps)
+
+
+# --- stage 1: the VAE -------------------------------------------------------------------------------------
+
+
+def train_vae(cfg: TrainConfig, data: PortraitDataset, log: LossLog):
+    """Train (or resume, or reload) the small autoencoder; returns it with its latent scaling set."""
+    from diffusers import AutoencoderKL
+
+    from ..pipelines.build import ModelConfig, build_vae
+
+    out = Path(cfg.output_dir)
+    final = out / "stage_vae"
+    if (final / "config.json").is_file():
+        print(f"vae stage already done: loading {final}")
+        return AutoencoderKL.from_pretrained(final)
+    accelerator = _accelerator(cfg)
+    set_seed(cfg.seed)
+    vae = build_vae(ModelConfig(**cfg.model))
+    objective = VAEObjective(vae, cfg.vae.kl_weight)
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=cfg.vae.learning_rate, weight_decay=0.0)
+    loader = torch.utils.data.DataLoader(data, batch_size=cfg.vae.batch_size, shuffle=True, drop_last=len(data) > cfg.vae.batch_size)
+    objective, optimizer, loader = accelerator.prepare(objective, optimizer, loader)
+    step = _resume(accelerator, out, "vae")
+    generator = torch.Generator().manual_seed(cfg.seed + step)
+    bar = tqdm(total=cfg.vae.steps, initial=step, desc="vae", disable=not accelerator.is_main_process)
+    batches = _forever(loader)
+    t0 = time.time()
+    while step < cfg.vae.steps:
+        x = _vae_batch(next(batches), cfg.vae.depth_fraction, cfg.vae.crop, generator)
+        loss = objective(x)
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_(objective.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        value = accelerator.gather(loss.detach()[None]).mean().item()
+        bar.update(1)
+        bar.set_postfix(loss=f"{value:.4f}")
+        log.add("vae", step, value, time.time() - t0)
+        if step % cfg.checkpoint_every == 0 and step < cfg.vae.steps:
+            _save_checkpoint(accelerator, out, "vae", step, cfg.keep_checkpoints)
+    bar.close()
+    vae = accelerator.unwrap_model(objective).vae.eval()
+
+    # latents of unit variance, as the denoiser expects
+    with torch.no_grad():
+        probe = torch.from_numpy(data.rgb[:64]).permute(0, 3, 1, 2).float().to(accelerator.device) / 127.5 - 1.0
+        z = vae.encode(probe).latent_dist.mode()
+    vae.register_to_config(scaling_factor=float(1.0 / max(z.std().item(), 1e-6)))
+    if accelerator.is_main_process:
+        vae.save_pretrained(final)
+    accelerator.wait_for_everyone()
+    check_reconstruction(vae, data, final, cfg.vae.check_max_depth_rmse)
+    return vae
+
+
+@torch.no_grad()
+def check_reconstruction(vae, data: PortraitDataset, out: Path, max_depth_rmse: float | None, count: int = 16) -> dict:
+    """Encode + decode ``count`` samples: RGB PSNR and depth RMSE inside the mask in face-depth-range units.
+
+    Writes ``reconstruction.json`` and ``reconstruction.png`` (rows: RGB, its reconstruction, depth, its
+    reconstruction) into ``out``; raises if the depth RMSE is above ``max_depth_rmse``.
+    """
+    device = next(vae.parameters()).device
+    n = min(count, len(data))
+    rgb = torch.from_numpy(data.rgb[:n]).permute(0, 3, 1, 2).float().to(device) / 127.5 - 1.0
+    code = torch.from_numpy(data.code[:n])[:, None].to(device)
+    rgb_rec = vae.decode(vae.encode(rgb).latent_dist.mode()).sample.clamp(-1, 1)
+    code_rec = vae.decode(vae.encode(code.repeat(1, 3, 1, 1)).latent_dist.mode()).sample.mean(1, keepdim=True).clamp(-1, 1)
+    mse = F.mse_loss((rgb_rec + 1) / 2, (rgb + 1) / 2).item()
+    mask = torch.from_numpy(data.mask[:n])[:, None].to(device)
+    err = (code_rec - code)[mask] / (FOREGROUND_MAX + 1.0)  # code span of the face = 1.6
+    result = {
+        "rgb_psnr_db": round(10 * math.log10(1.0 / max(mse, 1e-12)), 2),
+        "depth_rmse_face_range": round(err.pow(2).mean().sqrt().item(), 4),
+        "mask_iou": round(((code_rec < 0.8) & mask).sum().item() / max(((code_rec < 0.8) | mask).sum().item(), 1), 4),
+        "samples": n,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "reconstruction.json").write_text(json.dumps(result, indent=1))
+    to_u8 = lambda t: ((t.permute(0, 2, 3, 1).cpu().numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)  # noqa: E731
+    k = min(n, 8)
+    rows = [list(to_u8(rgb[:k])), list(to_u8(rgb_rec[:k])),
+            [colorize_depth(code_to_depth(c)[0]) for c in code[:k, 0].cpu().numpy()],
+            [colorize_depth(code_to_depth(c)[0]) for c in code_rec[:k, 0].cpu().numpy()]]
+    image_grid(rows).save(out / "reconstruction.png")
+    print(f"vae reconstruction check: {result}")
+    if max_depth_rmse is not None and result["depth_rmse_face_range"] > max_depth_rmse:
+        raise PortraitError(
+            f"VAE reconstruction check failed: depth RMSE {result['depth_rmse_face_range']} > {max_depth_rmse} "
+            f"(see {out / 'reconstruction.png'}); train the VAE longer (vae.steps)"
+        )
+    return result
+
+
+# --- stage 2: the joint diffusion model -------------------------------------------------------------------
+
+
+def _pipeline(cfg: TrainConfig, vae):
+    from ..pipelines.build import ModelConfig, build_from_stable_diffusion, build_pipeline
+
+    if cfg.init_from:
+        if not Path(cfg.init_from).is_dir():
+            raise PortraitError(f"init_from folder {cfg.init_from!r} does not exist")
+        return build_from_stable_diffusion(cfg.init_from)
+    return build_pipeline(ModelConfig(**cfg.model), vae=vae, seed=cfg.seed)
+
+
+def train_diffusion(cfg: TrainConfig, data: PortraitDataset, vae, log: LossLog) -> Path:
+    from diffusers import DDPMScheduler
+    from diffusers.optimization import get_scheduler
+    from diffusers.training_utils import EMAModel
+
+    out = Path(cfg.output_dir)
+    dc = cfg.diffusion
+    accelerator = _accelerator(cfg)
+    set_seed(cfg.seed)
+    pipe = _pipeline(cfg, vae)
+    pipe.set_progress_bar_config(disable=True)
+    if pipe.vae is not None:
+        pipe.vae.to(accelerator.device)
+    if pipe.image_encoder is not None:
+        pipe.image_encoder.to(accelerator.device)
+    trainable = torch.nn.ModuleDict({"unet": pipe.unet, "reference_net": pipe.reference_net})
+    if pipe.context_embedding is not None:
+        trainable["context_embedding"] = pipe.context_embedding
+
+    # 1. Data: pixels, or latents encoded once by the frozen VAE
+    if pipe.vae is not None and dc.cache_latents:
+        dataset = LatentDataset(data, pipe.model, max(dc.batch_size, 8), accelerator.device)
+        model = PreEncodedJointDiffusion(pipe.unet, pipe.reference_net, pipe.vae, pipe.image_encoder, pipe.context_embedding)
+    else:
+        dataset, model = data, pipe.model
+    loader = torch.utils.data.DataLoader(dataset, batch_size=dc.batch_size, shuffle=True, drop_last=len(dataset) > dc.batch_size)
+
+    # 2. Objective, optimiser, EMA
+    noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+    objective = DiffusionObjective(model, noise_scheduler, dc.reference_dropout, dc.depth_weight)
+    params = [p for p in trainable.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=dc.learning_rate, weight_decay=1e-2)
+    lr_scheduler = get_scheduler(dc.lr_schedule, optimizer, num_warmup_steps=dc.warmup_steps, num_training_steps=dc.steps)
+    ema = EMAModel(params, decay=dc.ema_decay)
+    objective, optimizer, loader, lr_scheduler = accelerator.prepare(objective, optimizer, loader, lr_scheduler)
+    accelerator.register_for_checkpointing(ema)
+    ema.to(accelerator.device)
+    step = _resume(accelerator, out, "diffusion")
+    generator = torch.Generator(device=accelerator.device).manual_seed(cfg.seed * 1000 + step + accelerator.process_index)
+
+    # 3. Loop
+    bar = tqdm(total=dc.steps, initial=step, desc="diffusion", disable=not accelerator.is_main_process)
+    batches = _forever(loader)
+    t0 = time.time()
+    running = None
+    while step < dc.steps:
+        with accelerator.accumulate(objective):
+            loss = objective(next(batches), generator)
+            accelerator.backward(loss)
+            if accelerator.sync_gradients:
+                accelerator.clip_grad_norm_(params, dc.max_grad_norm)
+            optimizer.step()
+            lr_scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+        if not accelerator.sync_gradients:
+            continue
+        ema.step(params)
+        step += 1
+        value = accelerator.gather(loss.detach()[None]).mean().item()
+        running = value if running is None else 0.95 * running + 0.05 * value
+        bar.update(1)
+        bar.set_postfix(loss=f"{running:.4f}")
+        log.add("diffusion", step, value, time.time() - t0)
+        if step % cfg.checkpoint_every == 0 and step < dc.steps:
+            _save_checkpoint(accelerator, out, "diffusion", step, cfg.keep_checkpoints)
+            if accelerator.is_main_process:
+                plot_loss_curve(out / "loss.csv", out / "loss_curve.png")
+    bar.close()
+
+    # 4. Final checkpoint, then the pipeline with the EMA weights
+    _save_checkpoint(accelerator, out, "diffusion", step, cfg.keep_checkpoints)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        ema.copy_to(params)
+        pipe.to("cpu")
+        if cfg.save_dtype == "float16":
+            pipe.to(dtype=torch.float16)
+        pipe.save_pretrained(out, safe_serialization=True)
+        (out / "training_config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+    accelerator.wait_for_everyone()
+    return out
+
+
+# --- the whole run ----------------------------------------------------------------------------------------
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Run every stage of ``cfg`` (resuming where a previous run stopped); returns the output folder."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    resolution = cfg.model.get("resolution", 128) if not cfg.init_from else cfg.model.get("resolution", 512)
+    latent = cfg.model.get("latent", True) or bool(cfg.init_from)
+
+    # 0. Data (render the synthetic set first if asked and missing)
+    data_dir = Path(cfg.data.path)
+    if cfg.data.synthetic is not None and not (data_dir / "manifest.json").is_file():
+        from ..data.synthetic import SyntheticSpec, write_dataset
+
+        s = cfg.data.synthetic
+        print(f"rendering the synthetic data set into {data_dir}")
+        write_dataset(data_dir, SyntheticSpec(s.identities, s.views, s.size, s.seed, s.test_fraction), progress=True)
+    data = PortraitDataset(data_dir, resolution, split=cfg.data.split, flip=cfg.data.flip)
+    print(f"data: {len(data)} samples of {data.num_identities} identities from {data_dir}"
+          + (f" ({len(data.skipped)} skipped)" if data.skipped else ""))
+    log = LossLog(out / "loss.csv", enabled=int(os.environ.get("RANK", "0")) == 0)
+    t0 = time.time()
+
+    # 1. VAE stage, 2. diffusion stage
+    vae = None
+    if latent and not cfg.init_from:
+        if cfg.vae.steps <= 0 and not (out / "stage_vae" / "config.json").is_file():
+            raise PortraitError("a from-scratch latent model needs a VAE stage: set vae.steps > 0")
+        vae = train_vae(cfg, data, log)
+    train_diffusion(cfg, data, vae, log)
+    plot_loss_curve(out / "loss.csv", out / "loss_curve.png")
+    print(f"saved the pipeline to {out} ({time.time() - t0:.0f} s in this run)")
+    return out
