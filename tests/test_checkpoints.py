@@ -97,3 +97,14 @@ def test_no_default_model_installed_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setattr(loading, "DEFAULT_MODEL_DIR", tmp_path / "default")
     with pytest.raises(ModelNotFoundError, match="no default model is installed"):
         load_pipeline()
+
+
+def test_the_embedded_default_loads_offline_and_runs():
+    """What `python app.py` starts on: shipped in the package, small, loadable with HF_HUB_OFFLINE=1."""
+    size = sum(p.stat().st_size for p in loading.DEFAULT_MODEL_DIR.rglob("*") if p.is_file())
+    assert size <= 50 * 2**20
+    pipe = load_pipeline()
+    assert pipe.resolution >= 96 and pipe.vae is not None
+    out = pipe.estimate_depth(random_image(pipe.resolution), num_inference_steps=1,
+                              generator=torch.Generator().manual_seed(0))
+    assert out.depth.shape == (1, pipe.resolution, pipe.resolution)
