@@ -33,11 +33,9 @@ def register(subparsers) -> None:
     p.add_argument("--target-depth", type=Path, help="target depth (.npy or 16-bit .png) of the face crop")
     p.add_argument("--strength", type=float, default=0.8, help="1 = from noise; < 1 starts from the photo")
     p.add_argument("--guidance", type=float, default=2.0)
-    from .face.controls import CONTROL_SPECS
+    from .face.commands import add_control_arguments
 
-    for spec in CONTROL_SPECS:
-        p.add_argument(f"--{spec.name.replace('_', '-')}", type=float, default=spec.default,
-                       help=f"{spec.label} [{spec.minimum:g}, {spec.maximum:g}] {spec.unit}".rstrip())
+    add_control_arguments(p)
     _common(p)
     p.set_defaults(func=cmd_edit)
 
@@ -67,11 +65,11 @@ def cmd_depth(args) -> None:
 
 
 def cmd_edit(args) -> None:
-    from .face.controls import CONTROL_SPECS, FaceControls
+    from .face.commands import controls_from_args
 
+    controls = controls_from_args(args)
     studio = _studio(args)
     photo = studio.prepare(args.reference, align=not args.no_align)
-    controls = FaceControls.from_dict({s.name: getattr(args, s.name) for s in CONTROL_SPECS})
     target = None
     if args.target_depth is not None:
         from .studio import read_depth

@@ -82,8 +82,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("image", type=Path, help="photo (any common format)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--size", type=int, default=DEFAULT_CROP_SIZE, help="crop and depth side in pixels")
+    add_control_arguments(p)
+    p.set_defaults(func=_cli(_run_pose))
+
+
+def add_control_arguments(parser: argparse.ArgumentParser) -> None:
+    """One ``--name`` flag per pose / expression control, from ``CONTROL_SPECS`` (used by ``pose`` and ``edit``)."""
     for spec in CONTROL_SPECS:
-        p.add_argument(
+        parser.add_argument(
             f"--{spec.name.replace('_', '-')}",
             dest=spec.name,
             type=float,
@@ -91,7 +97,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             help=f"{spec.label}: {spec.minimum:g} to {spec.maximum:g}{' ' + spec.unit if spec.unit else ''}, "
             f"default {spec.default:g}; {spec.help}",
         )
-    p.set_defaults(func=_cli(_run_pose))
+
+
+def controls_from_args(args: argparse.Namespace) -> FaceControls:
+    """The controls given by :func:`add_control_arguments`' flags; out-of-range values are a ``PortraitError``."""
+    controls = FaceControls(**{spec.name: getattr(args, spec.name) for spec in CONTROL_SPECS})
+    for spec in CONTROL_SPECS:
+        value = getattr(controls, spec.name)
+        if not spec.minimum <= value <= spec.maximum:
+            raise PortraitError(
+                f"--{spec.name.replace('_', '-')} must be in [{spec.minimum:g}, {spec.maximum:g}], got {value:g}"
+            )
+    return controls
 
 
 def _cli(handler):
@@ -184,13 +201,7 @@ def _run_landmarks(args: argparse.Namespace) -> int:
 
 
 def _run_pose(args: argparse.Namespace) -> int:
-    controls = FaceControls(**{spec.name: getattr(args, spec.name) for spec in CONTROL_SPECS})
-    for spec in CONTROL_SPECS:
-        value = getattr(controls, spec.name)
-        if not spec.minimum <= value <= spec.maximum:
-            raise PortraitError(
-                f"--{spec.name.replace('_', '-')} must be in [{spec.minimum:g}, {spec.maximum:g}], got {value:g}"
-            )
+    controls = controls_from_args(args)
     _check_size(args.size)
     photo = load_image(args.image)
     aligned = align_face(photo, size=args.size)
