@@ -22,8 +22,9 @@ import time
 from dataclasses import replace
 
 PRESETS = {
-    # the embedded default's architecture (random weights unless --model is given)
-    "default": dict(),
+    # the embedded default's architecture (configs/default.yaml; random weights unless --model is given)
+    "default": dict(block_out_channels=(32, 64, 128), cross_attention_dim=64),
+    "medium": dict(),  # ModelConfig's defaults: a 16 M-parameter denoiser at 128x128
     "tiny": dict(resolution=32, block_out_channels=(32, 64), down_attention=(False, True), cross_attention_dim=32,
                  vae_block_out_channels=(16, 32)),
     "sd15": dict(resolution=512, block_out_channels=(320, 640, 1280, 1280), layers_per_block=2,
