@@ -4,16 +4,17 @@ Protocol (written down so anyone can rerun it; ``python -m portrait eval --model
 
 - Data: the ``test`` split of a data folder (for the synthetic set: identities built on source faces never
   used in training). Images, depth and masks are taken at the model's working resolution ``R``.
-- Depth estimation. The ground truth is normalised to [0, 1] over its face mask. Each prediction is
-  aligned to it by least-squares scale and shift inside the evaluated region (Marigold's protocol); RMSE and
-  MAE are then in units of the face's depth range. AbsRel and delta < 1.25 are computed after aligning the
+- Depth estimation. The ground truth is normalised to [0, 1] over its mask (for the synthetic set: face,
+  hair, ears and neck). Each prediction is aligned to it by least-squares scale and shift inside the
+  evaluated region (Marigold's protocol); RMSE and MAE are then in units of that depth range. AbsRel and delta < 1.25 are computed after aligning the
   prediction to the ground truth's camera depth, with the face at the crop camera's reference distance
   (``portrait.mesh.camera_distance()``, 3.8 crop widths at 15 degrees; at that distance a face spans only
   a few percent of its depth, so these two are near 0 and 1 for every method and mostly tell scale errors).
 - Methods, in the same run: the model from pure noise; the model started from the face-mesh depth noised to
   ``prior_strength`` (SDEdit); the mediapipe face-mesh depth (landmarks of the test image, rendered; defined
   only inside the mesh, its ``coverage`` of the ground-truth mask is reported, and the model is also scored
-  on the mesh's region for a like-for-like comparison); a constant mean-face depth (the mean normalised
+  on the mesh's region for a like-for-like comparison, and outside it, where the mesh says nothing); a
+  constant mean-face depth (the mean normalised
   depth of the *training* split, per pixel).
 - Joint generation: the depth generated with the RGB vs the depth estimated back from the generated RGB.
 - Editing: the target depth (another view of the person) vs the depth estimated from the edited RGB.
@@ -53,11 +54,12 @@ class DepthScores:
 
 
 def depth_scores(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray, region: np.ndarray | None = None,
-                 camera_distance: float | None = None) -> DepthScores | None:
+                 camera_distance: float | None = None, scored: np.ndarray | None = None) -> DepthScores | None:
     """Scores of a relative depth ``pred`` against the ground truth ``gt`` (any units) inside ``mask``.
 
-    ``region`` further restricts the scored pixels (e.g. where the face mesh exists). ``None`` if fewer than
-    16 pixels can be scored.
+    ``region`` further restricts the aligned and scored pixels (e.g. where the face mesh exists).
+    ``scored`` restricts only the scored pixels: the prediction is aligned over the whole mask, then scored
+    there (e.g. outside the face mesh). ``None`` if fewer than 16 pixels can be scored.
     """
     from .depth import align_scale_shift
     from .mesh import camera_distance as default_distance
@@ -71,6 +73,10 @@ def depth_scores(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray, region: np.
         return None
     gt01 = normalise(gt, mask)
     s, b = align_scale_shift(pred, gt01, valid)
+    if scored is not None:
+        valid &= scored
+        if valid.sum() < 16:
+            return None
     err = (s * pred[valid] + b) - gt01[valid]
     # metric-like: the ground truth placed with its near point at the camera distance, in crop widths
     distance = default_distance() if camera_distance is None else camera_distance
@@ -198,6 +204,9 @@ def evaluate(model: str | None, data: str | Path, out: str | Path, split: str = 
         acc.add("face mesh (mediapipe)", depth_scores(mesh, gt, mask, camera_distance=camera_distance)
                 if mesh is not None else None)
         acc.add("mean face", depth_scores(mean_face, gt, mask, camera_distance=camera_distance))
+        outside = mask & ~region if region is not None else None
+        acc.add("mean face [outside the mesh]", depth_scores(mean_face, gt, mask, camera_distance=camera_distance,
+                                                             scored=outside) if outside is not None else None)
         predictions = {}
         g = torch.Generator().manual_seed(seed + k)
         pred = pipe.estimate_depth(image, ensemble_size=ensemble, num_inference_steps=steps, mask=mask, generator=g)
@@ -214,6 +223,8 @@ def evaluate(model: str | None, data: str | Path, out: str | Path, split: str = 
             acc.add(name, depth_scores(p, gt, mask, camera_distance=camera_distance))
             acc.add(f"{name} [mesh region]", depth_scores(p, gt, mask, region, camera_distance)
                     if region is not None else None)
+            acc.add(f"{name} [outside the mesh]", depth_scores(p, gt, mask, camera_distance=camera_distance, scored=outside)
+                    if outside is not None else None)
         if k < 6:
             tiles = [np.asarray(image), colorize_depth(np.where(mask, gt, np.nan))]
             tiles += [colorize_depth(p) for p in predictions.values()]
@@ -286,9 +297,9 @@ def markdown_report(summary: dict, columns: list[str] | None = None) -> str:
         f"Data `{summary['data']}`, split `{summary['split']}`: {summary['samples']} samples at "
         f"{summary['resolution']}x{summary['resolution']} ({summary['skipped']} skipped, {summary['no_mesh']} without a "
         f"detected face mesh). {summary['steps']} denoising steps, ensemble {summary['ensemble']}, seed {summary['seed']}.",
-        "RMSE / MAE: after least-squares scale and shift inside the evaluated region, in units of the face's depth "
-        f"range (ground truth normalised to [0, 1] over the mask). AbsRel / delta<1.25: at a camera distance of "
-        f"{summary['camera_distance']:g} crop widths. Coverage: share of the ground-truth face mask with a prediction.",
+        "RMSE / MAE: after least-squares scale and shift inside the evaluated region, in units of the depth range "
+        f"over the ground-truth mask (normalised to [0, 1] there). AbsRel / delta<1.25: at a camera distance of "
+        f"{summary['camera_distance']:g} crop widths. Coverage: share of the ground-truth mask with a prediction.",
         "",
         "## Depth estimation",
         "",
@@ -301,7 +312,9 @@ def markdown_report(summary: dict, columns: list[str] | None = None) -> str:
             continue
         lines.append(f"| {name} | {s['rmse']:.4f} | {s['mae']:.4f} | {s['abs_rel']:.5f} | {s['delta1']:.3f} | "
                      f"{s['coverage']:.3f} | {s['n']} |")
-    lines += ["", "Rows marked [mesh region] score the model only where the face mesh exists (like for like).", ""]
+    lines += ["", "Rows marked [mesh region] align and score only where the face mesh exists (like for like with the "
+              "mesh); rows marked [outside the mesh] align over the whole mask and score only where the mesh is "
+              "missing (hair line, ears, neck).", ""]
     for title, key in (("Joint generation", "joint"), ("Editing", "edit")):
         lines += [f"## {title}", "", "| agreement | RMSE | MAE | n |", "|---|---|---|---|"]
         for name, s in summary[key].items():

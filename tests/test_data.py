@@ -129,3 +129,23 @@ def test_missing_folder_is_a_user_error(tmp_path):
         pass
     with pytest.raises(PortraitError, match="no usable sample"):
         PortraitDataset(tmp_path / "empty", resolution=32)
+
+
+def test_depth_covers_hair_ears_and_neck_beyond_the_face_mesh():
+    from portrait.data.synthetic import make_identity, random_view, render_view
+    from portrait.face import render_depth
+
+    identity = make_identity(0, source_faces()[0], seed=0)
+    view = random_view(np.random.default_rng(0), frontal=True)
+    sample = render_view(identity, view, 64)
+    face = render_depth(identity.mesh, 64).mask
+    assert np.array_equal(np.isfinite(sample.depth), sample.mask)
+    assert np.all(sample.mask[face])  # the face is part of the person
+    assert (sample.mask & ~face).sum() > 0.3 * face.sum()  # and so are the head, ears and neck
+    rows = np.flatnonzero(face.any(axis=1))
+    centre = int(round(np.flatnonzero(face.any(axis=0)).mean()))
+    assert sample.mask[rows[0] - 2, centre]  # hair / scalp above the forehead
+    chin = sample.depth[rows[-1], centre]
+    neck = sample.depth[min(rows[-1] + 6, 63), centre]
+    assert np.isfinite(neck) and neck > chin  # the neck is behind the chin
+    assert not sample.mask[:, :2].all()  # the background has no depth

@@ -23,6 +23,18 @@ def test_scores_are_invariant_to_scale_and_shift():
     assert depth_scores(np.full_like(gt, np.nan), gt, mask) is None
 
 
+def test_scored_region_is_aligned_over_the_whole_mask():
+    rng = np.random.default_rng(1)
+    gt = rng.uniform(0.0, 1.0, (16, 16)).astype(np.float32)
+    mask = np.ones((16, 16), bool)
+    left = np.arange(16)[None, :].repeat(16, 0) < 8
+    pred = np.where(left, gt, gt + 0.5).astype(np.float32)  # right half off by a constant
+    # aligned on the right half alone the offset vanishes; aligned over the whole mask it does not
+    assert depth_scores(pred, gt, mask, region=~left).rmse < 1e-5
+    assert depth_scores(pred, gt, mask, scored=~left).rmse > 0.1
+    assert depth_scores(pred, gt, mask, scored=np.zeros_like(mask)) is None
+
+
 def test_mean_face_covers_every_pixel():
     depths = np.stack([np.full((8, 8), np.nan, np.float32)] * 2)
     masks = np.zeros((2, 8, 8), bool)

@@ -174,3 +174,36 @@ def test_reference_features_computed_once_are_reused_with_the_same_result():
     assert calls.count == 1
     np.testing.assert_array_equal(np.asarray(a.images[0]), np.asarray(b.images[0]))
     np.testing.assert_array_equal(np.asarray(a.images[0]), np.asarray(c.images[0]))
+
+
+def test_conditional_jobs_score_only_the_noised_modality():
+    pipe = tiny_pipeline(seed=1)
+    model = pipe.model.train()
+    scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+    g = torch.Generator().manual_seed(0)
+    batch = {k: torch.rand(4, c, 32, 32, generator=g) * 2 - 1 for k, c in (("rgb", 3), ("depth", 1), ("reference", 3))}
+    rows = pipe.unet.conv_out.weight  # [C_out, ...]: row c predicts output channel c
+    c_rgb = model.rgb_channels
+    for mix, scored in (((0, 1, 0), "depth"), ((0, 0, 1), "rgb"), ((1, 0, 0), "both")):
+        pipe.unet.zero_grad()
+        model.training_loss(batch, scheduler, generator=seeded(), task_mix=mix).backward()
+        grad = rows.grad.abs().flatten(1).sum(1)  # [C_out]
+        assert (grad[:c_rgb].sum() > 0) == (scored in ("rgb", "both"))
+        assert (grad[c_rgb:].sum() > 0) == (scored in ("depth", "both"))
+
+
+@pytest.mark.parametrize("clean_known", [False, True])
+def test_known_rgb_is_given_clean_or_noised_as_the_model_was_trained(clean_known, tmp_path):
+    pipe = tiny_pipeline()
+    pipe.register_to_config(clean_known=clean_known)
+    pipe.save_pretrained(tmp_path)
+    pipe = load_pipeline(tmp_path)
+    assert pipe.config.clean_known is clean_known
+    pipe.set_progress_bar_config(disable=True)
+    image = random_image(seed=3)
+    seen = []
+    pipe.unet.register_forward_pre_hook(lambda _m, args: seen.append(args[0][:, :3].clone()))
+    pipe.estimate_depth(image, num_inference_steps=3, generator=seeded())
+    clean = pipe._image_tensor(image)
+    assert len(seen) == 3
+    assert all(torch.allclose(x, clean) for x in seen) is clean_known

@@ -29,6 +29,9 @@ def test_config_rejects_unknown_keys(tmp_path):
         load_config(bad)
     with pytest.raises(PortraitError, match="does not exist"):
         load_config(tmp_path / "missing.yaml")
+    for mix in ([1, 1], [1, -1, 0], [0, 0, 0]):
+        with pytest.raises(PortraitError, match="task_mix"):
+            load_config(CONFIG, {"diffusion.task_mix": mix})
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,12 @@ Grace Hopper and the 100 faces of skimage's LFW subset) changed by smooth shape 
 scaling and a few Gaussian bumps), plus a colouring (skin, eyes, lips, brows, hair style and colour,
 clothes, background). A *view* is the identity under a pose, an expression (``FaceControls``) and a light.
 
-Depth is the face module's ray-cast depth of the deformed mesh (camera z in units, larger = farther, NaN
-off the face); the mask is where the mesh is hit. Hair, ears, neck and background are painted around the
-face in RGB only: they are outside the mask and have no depth. RGB is rendered at twice the size and
-box-filtered, so its edges are anti-aliased; depth and mask are rendered at the output size.
+Depth covers the head and neck. The face is the face module's ray-cast depth of the deformed mesh (camera
+z in units, larger = farther); the head (hair or scalp) is an ellipsoid through the top of the forehead,
+the ears are small ellipsoids beside the face and the neck a cylinder behind the chin, each shaded by its
+own normals and given its own depth; the mask is where any of them is seen (NaN depth elsewhere). Long
+hair, shoulders and background are painted in RGB only. RGB is rendered at twice the size and
+box-filtered, so its edges are anti-aliased; depth and mask are at the output size.
 
 Everything is reproducible from a seed: identity ``i`` of seed ``s`` draws from its own generator
 ``default_rng([s, i])``, so it is the same whatever the number of identities. Identities are split by
@@ -269,39 +271,80 @@ def render_view(identity: Identity, view: View, size: int) -> Sample:
     c0, c1 = view.background
     canvas = c0 * (1 - t[..., None]) + c1 * t[..., None]  # [B, B, 3]
 
-    # 3. Head outline, neck, shoulders (RGB only; lit by a simple left/right ramp)
+    # 3. Head (hair or scalp), ears and neck: simple solids (an ellipsoid, ellipsoidal ears, a cylinder)
+    #    posed with the face, shaded by their own normals and given their own depth. Painter's order
+    #    decides what is seen: the depth of a pixel is the depth of the layer painted last over it.
     oval = uv[list(region("face_oval"))]
     cx = float(oval[:, 0].mean())
     top, bottom = float(oval[:, 1].min()), float(oval[:, 1].max())
     width, height = float(np.ptp(oval[:, 0])), bottom - top
-    side = np.clip(0.5 + 0.5 * view.light[0] * (xx - 0.5) * 2, 0.3, 1.0)[..., None]  # [B, B, 1]
+    px_per_unit = width / max(float(np.ptp(mesh.vertices[list(region("face_oval")), 0])), 1e-6)  # painting size
+    z = mesh.vertices[:, 2]
     hair_tex = 1.0 + 0.12 * _smooth_noise(rng, big, 6, (1, 5))[..., None]
-    hair_rgb = (identity.skin * 0.9 if identity.bald else identity.hair) * side * hair_tex * view.light_colour
-    skin_flat = identity.skin * (view.ambient + (1 - view.ambient) * 0.55) * view.light_colour
+    hair_albedo = (identity.skin * 0.9 if identity.bald else identity.hair) * hair_tex
+    skin_albedo = identity.skin
+
+    def lit(normals: np.ndarray, albedo) -> np.ndarray:
+        diffuse = np.clip((normals * view.light).sum(-1), 0, 1)[..., None]
+        return albedo * (view.ambient + (1 - view.ambient) * diffuse) * view.light_colour
+
     jaw_l, jaw_r, chin = uv[172], uv[397], uv[152]
     neck_w = 0.32 * width
     neck_top = (jaw_l[1] + jaw_r[1]) / 2
+    layers: list[tuple[np.ndarray, np.ndarray]] = []  # (alpha, depth) at the painting size, painter's order
+
+    # long hair and shoulders: RGB only (no depth, outside the mask)
     shoulders = _ellipse_alpha(big, (cx, bottom + 0.95 * height), (1.1 * width, 0.55 * height))
+    side = np.clip(0.5 + 0.5 * view.light[0] * (xx - 0.5) * 2, 0.3, 1.0)[..., None]  # [B, B, 1]
     if identity.hair_length > 0.3 and not identity.bald:
         drop = bottom + identity.hair_length * 0.6 * height
         long_hair = _polygon_alpha(big, [np.array([
             [cx - 0.55 * width * identity.hair_volume, top + 0.5 * height],
             [cx + 0.55 * width * identity.hair_volume, top + 0.5 * height],
             [cx + 0.6 * width, drop], [cx - 0.6 * width, drop]])])
-        canvas = _over(canvas, long_hair, hair_rgb)
+        canvas = _over(canvas, long_hair, hair_albedo * side * view.light_colour)
+        layers.append((long_hair, np.full((big, big), np.nan, np.float32)))
     canvas = _over(canvas, shoulders, identity.clothes * side * view.light_colour)
+    layers.append((shoulders, np.full((big, big), np.nan, np.float32)))
+
+    # neck: a vertical cylinder behind the chin
     neck = _polygon_alpha(big, [np.array([
         [chin[0] - neck_w, neck_top], [chin[0] + neck_w, neck_top],
         [chin[0] + neck_w * 1.1, big * 1.2], [chin[0] - neck_w * 1.1, big * 1.2]])])
+    u = np.clip((xx * big - chin[0]) / (1.1 * neck_w), -1, 1)
+    w = np.sqrt(1 - u**2)
+    neck_front = float(z[152]) + 0.3 * height / px_per_unit
+    neck_depth = neck_front + 1.1 * neck_w / px_per_unit * (1 - w)
+    neck_n = np.stack([u, np.zeros_like(u), -w], -1)
     neck_shade = np.clip(0.55 + 0.45 * (yy * big - chin[1]) / max(0.3 * height, 1), 0.55, 1.0)[..., None]
-    canvas = _over(canvas, neck, skin_flat * neck_shade)
-    for ear in (uv[234], uv[454]):
-        canvas = _over(canvas, _ellipse_alpha(big, (ear[0], ear[1] + 0.02 * height), (0.08 * width, 0.16 * height)), skin_flat * 0.9)
-    head = _ellipse_alpha(
-        big, (cx, top + 0.42 * height), (0.56 * width * identity.hair_volume, 0.62 * height * identity.hair_volume)
-    )
+    canvas = _over(canvas, neck, lit(neck_n, skin_albedo) * neck_shade)
+    layers.append((neck, neck_depth))
+
+    # ears: small ellipsoids at the sides of the face, a little behind the face outline
+    for k in (234, 454):
+        ear = uv[k]
+        radii = (0.08 * width, 0.16 * height)
+        alpha = _ellipse_alpha(big, (ear[0], ear[1] + 0.02 * height), radii)
+        eu, ev = (xx * big - ear[0]) / radii[0], (yy * big - ear[1] - 0.02 * height) / radii[1]
+        ew = np.sqrt(np.clip(1 - eu**2 - ev**2, 0, 1))
+        ear_depth = float(z[k]) + radii[0] / px_per_unit * (1.2 - 0.5 * ew)
+        canvas = _over(canvas, alpha, lit(_unit(np.stack([eu, ev, -ew], -1)), skin_albedo * 0.95))
+        layers.append((alpha, ear_depth))
+
+    # head: an ellipsoid whose front surface passes through the top of the forehead
+    centre = (cx, top + 0.42 * height)
+    radii = (0.56 * width * identity.hair_volume, 0.62 * height * identity.hair_volume)
+    head = _ellipse_alpha(big, centre, radii)
     head *= np.clip((neck_top - yy * big) / (0.05 * height) + 0.5, 0, 1) if identity.hair_length <= 0.3 else 1.0
-    canvas = _over(canvas, head, hair_rgb)
+    hu, hv = (xx * big - centre[0]) / radii[0], (yy * big - centre[1]) / radii[1]
+    hw = np.sqrt(np.clip(1 - hu**2 - hv**2, 0, 1))
+    rz = radii[0] / px_per_unit  # as deep as it is wide
+    brow = uv[10]
+    d10 = ((brow[0] - centre[0]) / radii[0]) ** 2 + ((brow[1] - centre[1]) / radii[1]) ** 2
+    head_centre_z = float(z[10]) + rz * np.sqrt(max(1 - d10, 0.0))
+    head_depth = head_centre_z - rz * hw
+    canvas = _over(canvas, head, lit(_unit(np.stack([hu / radii[0], hv / radii[1], -hw / radii[0]], -1)), hair_albedo))
+    layers.append((head, head_depth))
 
     # 4. Face albedo: skin with blotches and blush, then brows, eyes, lips painted from projected landmarks
     albedo = np.broadcast_to(identity.skin, (big, big, 3)).copy()
@@ -341,7 +384,30 @@ def render_view(identity: Identity, view: View, size: int) -> Sample:
     # 6. Box-filter down to the output size
     rgb = canvas.reshape(size, SUPERSAMPLE, size, SUPERSAMPLE, 3).mean(axis=(1, 3))
     rgb = np.clip(np.round(rgb * 255), 0, 255).astype(np.uint8)
-    return Sample(rgb=rgb, depth=exact.depth, mask=exact.mask, controls=view.controls.to_dict())
+
+    # 7. Depth at the output size: each pixel takes the depth of the last layer covering half of it (at its
+    #    centre), then the face mesh's exact depth where the mesh is hit
+    depth = np.full((size, size), np.nan, np.float32)
+    for alpha, layer_depth in layers:
+        covered = _downsample(alpha) >= 0.5
+        depth = np.where(covered, _sample_centres(layer_depth), depth)
+    depth = np.where(exact.mask, exact.depth, depth).astype(np.float32)
+    return Sample(rgb=rgb, depth=depth, mask=np.isfinite(depth), controls=view.controls.to_dict())
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+
+
+def _downsample(a: np.ndarray) -> np.ndarray:
+    """Box-filter a painting-size map to the output size."""
+    s = a.shape[0] // SUPERSAMPLE
+    return a.reshape(s, SUPERSAMPLE, s, SUPERSAMPLE).mean(axis=(1, 3))
+
+
+def _sample_centres(a: np.ndarray) -> np.ndarray:
+    """A painting-size map at the output pixels' centres (the mean of the SUPERSAMPLE^2 sub-pixels)."""
+    return _downsample(a)
 
 
 @cache

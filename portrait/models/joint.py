@@ -128,13 +128,20 @@ class JointDiffusion(torch.nn.Module):
         reference_dropout: float = 0.1,
         depth_weight: float = 1.0,
         generator: torch.Generator | None = None,
+        task_mix: tuple[float, float, float] = (1.0, 0.0, 0.0),
     ) -> torch.Tensor:
-        """Denoising loss over all channels (RGB and depth) of one batch.
+        """Denoising loss over the sampled channels (RGB and depth) of one batch.
 
         ``batch``: ``rgb`` ``[B, 3, H, W]`` in [-1, 1], ``depth`` ``[B, 1, H, W]`` depth code in [-1, 1],
         ``reference`` ``[B, 3, H, W]`` in [-1, 1] (another view of the same person). A fraction
         ``reference_dropout`` of the samples is trained without the reference (and with the unconditional
         context) so classifier-free guidance on identity works.
+
+        ``task_mix`` (joint, depth from RGB, RGB from depth): the share of samples trained for each job.
+        *Joint* samples noise every channel. For the two conditional jobs the known modality is given
+        clean (not noised) and only the other one is noised and scored, which is how the pipeline then
+        holds known channels (``PortraitPipeline(clean_known=True)``): the conditional jobs get their own
+        training signal instead of relying on RePaint-style replacement alone.
         """
         rgb, code, reference = batch["rgb"], batch["depth"], batch["reference"]
         bsz, device = rgb.shape[0], rgb.device
@@ -145,6 +152,12 @@ class JointDiffusion(torch.nn.Module):
             0, noise_scheduler.config.num_train_timesteps, (bsz,), generator=generator, device=device
         )
         x_t = noise_scheduler.add_noise(x0, noise, timesteps)
+        # which modality is given clean: task 0 none (joint), 1 RGB (depth estimation), 2 depth (editing)
+        mix = torch.tensor(task_mix, dtype=torch.float32)
+        task = torch.multinomial(mix / mix.sum(), bsz, replacement=True, generator=_cpu(generator)).to(device)
+        channel_rgb = torch.arange(x0.shape[1], device=device) < self.rgb_channels  # [C]
+        clean = ((task[:, None] == 1) & channel_rgb) | ((task[:, None] == 2) & ~channel_rgb)  # [B, C]
+        x_t = torch.where(clean[:, :, None, None], x0, x_t)
         keep = torch.rand(bsz, generator=generator, device=device) >= reference_dropout  # [B]
 
         context = self.context(reference)  # [B, T, D]
@@ -159,6 +172,11 @@ class JointDiffusion(torch.nn.Module):
             target = noise_scheduler.get_velocity(x0, noise, timesteps)
         else:
             target = x0
-        err = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(0, 2, 3))  # [C]
-        rgb_loss, depth_loss = err.split([self.rgb_channels, self.depth_channels])
-        return (rgb_loss.sum() + depth_weight * depth_loss.sum()) / (self.rgb_channels + depth_weight * self.depth_channels)
+        err = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(2, 3))  # [B, C]
+        weight = torch.where(channel_rgb, 1.0, depth_weight).float() * (~clean).float()  # [B, C]: noised channels
+        return (err * weight).sum() / weight.sum().clamp_min(1e-8)
+
+
+def _cpu(generator: torch.Generator | None) -> torch.Generator | None:
+    """``generator`` if it draws on the CPU (``torch.multinomial`` needs one there), else None."""
+    return generator if generator is None or generator.device.type == "cpu" else None

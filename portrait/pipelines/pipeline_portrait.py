@@ -63,6 +63,10 @@ class PortraitPipeline(DiffusionPipeline):
     Components: ``unet`` (the channel-expanded denoiser), ``reference_net``, ``scheduler``, and optionally
     ``vae`` (latent mode; without it the model works on pixels), and exactly one of ``image_encoder`` (CLIP
     image embedding of the reference as cross-attention context) or ``context_embedding`` (learned).
+
+    ``clean_known``: how known channels are held while sampling. False (RePaint): replaced at every step by
+    their clean value noised to the current timestep. True: given clean at every step, for a model trained
+    with conditional jobs in its task mix (see ``JointDiffusion.training_loss``).
     """
 
     _optional_components = ["vae", "image_encoder", "context_embedding"]
@@ -76,6 +80,7 @@ class PortraitPipeline(DiffusionPipeline):
         image_encoder=None,
         context_embedding: LearnedContext | None = None,
         resolution: int | None = None,
+        clean_known: bool = False,
     ):
         super().__init__()
         self.register_modules(
@@ -84,7 +89,7 @@ class PortraitPipeline(DiffusionPipeline):
         )
         if resolution is None:
             resolution = unet.config.sample_size * self.model.scale_factor
-        self.register_to_config(resolution=int(resolution))
+        self.register_to_config(resolution=int(resolution), clean_known=bool(clean_known))
 
     @property
     def model(self) -> JointDiffusion:
@@ -248,7 +253,7 @@ class PortraitPipeline(DiffusionPipeline):
             if known is None:
                 return x
             target = x0_known.expand(n, -1, -1, -1)
-            if t is not None:  # the known value noised to timestep t, with fresh noise
+            if t is not None and not self.config.clean_known:  # the known value noised to t, fresh noise
                 noise = randn_tensor(x.shape, generator=generator, device=self.device, dtype=x.dtype)
                 target = scheduler.add_noise(target, noise, t.expand(n))
             return known * target + (1 - known) * x

@@ -60,6 +60,8 @@ class DiffusionStageConfig:
     max_grad_norm: float = 1.0
     gradient_accumulation_steps: int = 1
     cache_latents: bool = True  # encode the data set once with the frozen VAE (latent mode)
+    # share of samples per job (joint, depth from RGB, RGB from depth); see JointDiffusion.training_loss
+    task_mix: list = field(default_factory=lambda: [1.0, 0.0, 0.0])
 
 
 @dataclass
@@ -109,6 +111,9 @@ def config_from_dict(values: dict) -> TrainConfig:
         raise PortraitError(f"unknown key(s) {unknown} in model; known: {sorted(model_keys)}")
     if cfg.mixed_precision not in ("auto", "no", "fp16", "bf16"):
         raise PortraitError(f"mixed_precision must be auto, no, fp16 or bf16, got {cfg.mixed_precision!r}")
+    mix = cfg.diffusion.task_mix
+    if len(mix) != 3 or any(not isinstance(w, (int, float)) or w < 0 for w in mix) or sum(mix) <= 0:
+        raise PortraitError(f"diffusion.task_mix must be 3 weights >= 0 (joint, depth, rgb) with a positive sum, got {mix!r}")
     if cfg.save_dtype not in ("float32", "float16"):
         raise PortraitError(f"save_dtype must be float32 or float16, got {cfg.save_dtype!r}")
     return cfg

@@ -69,13 +69,15 @@ class PreEncodedJointDiffusion(JointDiffusion):
 class DiffusionObjective(torch.nn.Module):
     """The joint denoising loss of one batch (see ``JointDiffusion.training_loss``)."""
 
-    def __init__(self, model: JointDiffusion, noise_scheduler, reference_dropout: float, depth_weight: float):
+    def __init__(self, model: JointDiffusion, noise_scheduler, reference_dropout: float, depth_weight: float,
+                 task_mix=(1.0, 0.0, 0.0)):
         super().__init__()
         self.model, self.noise_scheduler = model, noise_scheduler
-        self.reference_dropout, self.depth_weight = reference_dropout, depth_weight
+        self.reference_dropout, self.depth_weight, self.task_mix = reference_dropout, depth_weight, tuple(task_mix)
 
     def forward(self, batch: dict, generator: torch.Generator | None = None) -> torch.Tensor:
-        return self.model.training_loss(batch, self.noise_scheduler, self.reference_dropout, self.depth_weight, generator)
+        return self.model.training_loss(batch, self.noise_scheduler, self.reference_dropout, self.depth_weight, generator,
+                                        self.task_mix)
 
 
 # --- data -------------------------------------------------------------------------------------------------
@@ -346,7 +348,9 @@ def train_diffusion(cfg: TrainConfig, data: PortraitDataset, vae, log: LossLog) 
 
     # 2. Objective, optimiser, EMA
     noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
-    objective = DiffusionObjective(model, noise_scheduler, dc.reference_dropout, dc.depth_weight)
+    objective = DiffusionObjective(model, noise_scheduler, dc.reference_dropout, dc.depth_weight, dc.task_mix)
+    # a model trained on the conditional jobs is sampled with its known channels given clean
+    pipe.register_to_config(clean_known=any(w > 0 for w in dc.task_mix[1:]))
     params = [p for p in trainable.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=dc.learning_rate, weight_decay=1e-2)
     lr_scheduler = get_scheduler(dc.lr_schedule, optimizer, num_warmup_steps=dc.warmup_steps, num_training_steps=dc.steps)
