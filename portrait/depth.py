@@ -104,6 +104,25 @@ def ensemble_depths(members: np.ndarray, mask: np.ndarray | None = None) -> Ense
     return EnsembleResult(depth, std, np.asarray(scales, np.float32), np.asarray(shifts, np.float32))
 
 
+def complete_depth(partial: np.ndarray, estimate: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Fill the gaps of ``partial`` ``[H, W]`` (NaN = unknown) inside ``mask`` from a full ``estimate``.
+
+    The estimate is aligned to ``partial`` by least-squares scale and shift where both are known, so the
+    result keeps ``partial`` exactly and continues it with the estimate's shape (e.g. a face-mesh depth
+    continued over hair, ears and neck). NaN outside the mask (default: where the estimate is finite).
+    """
+    partial = np.asarray(partial, dtype=np.float32)
+    estimate = np.asarray(estimate, dtype=np.float32)
+    mask = np.isfinite(estimate) if mask is None else np.asarray(mask, dtype=bool)
+    known = mask & np.isfinite(partial)
+    fill = mask & ~known & np.isfinite(estimate)
+    scale, shift = align_scale_shift(estimate, partial, known)
+    out = np.full(partial.shape, np.nan, dtype=np.float32)
+    out[known] = partial[known]
+    out[fill] = scale * estimate[fill] + shift
+    return out
+
+
 # --- exchange formats -------------------------------------------------------------------------------------
 
 

@@ -8,6 +8,7 @@ from portrait.depth import (
     align_scale_shift,
     code_to_depth,
     colorize_depth,
+    complete_depth,
     depth_to_code,
     depth_to_png16,
     ensemble_depths,
@@ -53,3 +54,16 @@ def test_ensemble_recovers_depth_from_members_with_known_scale_and_shift():
     np.testing.assert_allclose(result.depth[mask], truth[mask], atol=0.01)
     assert np.nanmax(result.uncertainty) < 0.01
     assert np.isnan(result.depth[~mask]).all() and np.isnan(result.uncertainty[~mask]).all()
+
+
+def test_complete_depth_keeps_the_known_part_and_continues_it():
+    yy, xx = np.mgrid[0:16, 0:16].astype(np.float32)
+    truth = 0.1 * xx + 0.05 * yy  # a tilted plane
+    partial = np.where(xx < 8, truth, np.nan).astype(np.float32)  # only the left half is known
+    estimate = 3.0 * truth - 2.0  # the right shape, in other units
+    mask = np.ones((16, 16), bool)
+    mask[:, -2:] = False
+    out = complete_depth(partial, estimate, mask)
+    np.testing.assert_array_equal(out[:, :8], truth[:, :8])  # kept exactly
+    np.testing.assert_allclose(out[:, 8:-2], truth[:, 8:-2], atol=1e-5)  # continued in the same units
+    assert np.isnan(out[:, -2:]).all()  # nothing outside the mask

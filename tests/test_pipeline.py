@@ -207,3 +207,16 @@ def test_known_rgb_is_given_clean_or_noised_as_the_model_was_trained(clean_known
     clean = pipe._image_tensor(image)
     assert len(seen) == 3
     assert all(torch.allclose(x, clean) for x in seen) is clean_known
+
+
+def test_a_partial_prior_is_completed_by_one_sample_first():
+    pipe = tiny_pipeline()
+    calls = CountCalls(pipe.unet)
+    image, prior = random_image(seed=4), square_depth()  # the prior covers the centre square only
+    out = pipe.estimate_depth(image, num_inference_steps=4, depth_prior=prior, prior_strength=0.5, generator=seeded())
+    assert calls.count == 4 + 2  # one full sample to complete the prior, then half the steps from it
+    calls.count = 0
+    pipe.estimate_depth(image, num_inference_steps=4, depth_prior=prior, prior_strength=0.5,
+                        mask=np.isfinite(prior), generator=seeded())
+    assert calls.count == 2  # the prior covers the whole mask: nothing to complete
+    assert out.depth.shape == (1, 32, 32)

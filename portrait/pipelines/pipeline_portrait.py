@@ -18,7 +18,7 @@ from diffusers import AutoencoderKL, DDIMScheduler, DiffusionPipeline, UNet2DCon
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from ..depth import code_to_depth, depth_to_code, ensemble_depths
+from ..depth import code_to_depth, complete_depth, depth_to_code, ensemble_depths
 from ..models import JointDiffusion, LearnedContext, ReferenceNet, ReferenceState
 
 
@@ -328,7 +328,8 @@ class PortraitPipeline(DiffusionPipeline):
         their spread is the uncertainty. ``mask`` ``[H, W]`` (optional) restricts the result to a known face
         region; otherwise the model's own depth code says where the face is. ``depth_prior`` ``[H, W]``
         (optional, e.g. the face-mesh depth) starts the depth channels from this depth noised to
-        ``prior_strength`` instead of pure noise (SDEdit).
+        ``prior_strength`` instead of pure noise (SDEdit). A prior that covers only part of the face (a face
+        mesh has no hair, ears or neck) is first completed by one sample from pure noise, aligned to it.
         """
         # 1. Check inputs
         self.check_inputs(image, "image", num_inference_steps, guidance_scale, prior_strength, ensemble_size, "ensemble_size")
@@ -338,9 +339,13 @@ class PortraitPipeline(DiffusionPipeline):
             self.check_inputs(target_depth=depth_prior)
         # 2. Sample depth with the RGB held to the image
         rgb = self._image_tensor(image)  # [1, 3, R, R]
-        init = (rgb, self._depth_tensor(depth_prior, None)[0]) if depth_prior is not None else None
+        features = self._features(image, reference_features)
+        init = None
+        if depth_prior is not None:
+            prior = self._completed_prior(depth_prior, mask, features, rgb, num_inference_steps, guidance_scale, generator)
+            init = (rgb, self._depth_tensor(prior, None)[0])
         _, code = self._sample(
-            self._features(image, reference_features), ensemble_size, num_inference_steps, guidance_scale, generator,
+            features, ensemble_size, num_inference_steps, guidance_scale, generator,
             known_rgb=rgb, init=init, strength=prior_strength if init else 1.0, callback=callback,
         )
         # 3. Face mask: the given one, else the members' majority
@@ -356,6 +361,17 @@ class PortraitPipeline(DiffusionPipeline):
             images=[image.resize((self.resolution,) * 2, PIL.Image.Resampling.LANCZOS)],
             depth=merged.depth[None], mask=face[None], uncertainty=merged.uncertainty[None],
         )
+
+    def _completed_prior(self, depth_prior, mask, features, rgb, steps, guidance_scale, generator) -> np.ndarray:
+        """The prior at the working resolution ``[R, R]``, its gaps inside the face filled by one sample."""
+        code, held = self._depth_tensor(depth_prior, None)
+        prior = code_to_depth(code[0, 0].float().cpu().numpy(), held[0, 0].cpu().numpy() > 0)[0]
+        face = self._resize_mask(mask) if mask is not None else None
+        if face is not None and np.isfinite(prior[face]).all():
+            return prior
+        _, first = self._sample(features, 1, steps, guidance_scale, generator, known_rgb=rgb)
+        estimate, own = code_to_depth(first[0, 0].float().cpu().numpy(), face)
+        return complete_depth(prior, estimate, own | np.isfinite(prior))
 
     def edit(
         self,
