@@ -29,7 +29,7 @@ from .pipelines import PortraitPipeline, ReferenceFeatures
 ALIGN_SIZE = 512  # landmarks, face mesh and paste-back work on a crop this large; the model gets it resized
 # Depth estimation starts from the face-mesh depth noised to this strength (SDEdit) rather than pure noise:
 # the better of the two on the held-out split (`python -m portrait eval`, see the default's model card).
-DEFAULT_PRIOR_STRENGTH = 0.4
+DEFAULT_PRIOR_STRENGTH = 0.7
 
 
 @dataclass
