@@ -6,16 +6,16 @@ Protocol (written down so anyone can rerun it; ``python -m portrait eval --model
   used in training). Images, depth and masks are taken at the model's working resolution ``R``.
 - Depth estimation. The ground truth is normalised to [0, 1] over its mask (for the synthetic set: face,
   hair, ears and neck). Each prediction is aligned to it by least-squares scale and shift inside the
-  evaluated region (Marigold's protocol); RMSE and MAE are then in units of that depth range. AbsRel and delta < 1.25 are computed after aligning the
-  prediction to the ground truth's camera depth, with the face at the crop camera's reference distance
-  (``portrait.mesh.camera_distance()``, 3.8 crop widths at 15 degrees; at that distance a face spans only
-  a few percent of its depth, so these two are near 0 and 1 for every method and mostly tell scale errors).
+  evaluated region (Marigold's protocol); RMSE and MAE are then in units of that depth range. AbsRel and
+  delta < 1.25 are computed after aligning the prediction to the ground truth's camera depth, with the face
+  at the crop camera's reference distance (``portrait.mesh.camera_distance()``, 3.8 crop widths at 15
+  degrees; at that distance a face spans only a few percent of its depth, so these two are near 0 and 1 for
+  every method and mostly tell scale errors).
 - Methods, in the same run: the model from pure noise; the model started from the face-mesh depth noised to
   ``prior_strength`` (SDEdit); the mediapipe face-mesh depth (landmarks of the test image, rendered; defined
   only inside the mesh, its ``coverage`` of the ground-truth mask is reported, and the model is also scored
   on the mesh's region for a like-for-like comparison, and outside it, where the mesh says nothing); a
-  constant mean-face depth (the mean normalised
-  depth of the *training* split, per pixel).
+  constant mean-face depth (the mean normalised depth of the *training* split, per pixel).
 - Joint generation: the depth generated with the RGB vs the depth estimated back from the generated RGB.
 - Editing: the target depth (another view of the person) vs the depth estimated from the edited RGB.
 """

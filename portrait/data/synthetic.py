@@ -291,7 +291,7 @@ def render_view(identity: Identity, view: View, size: int) -> Sample:
     jaw_l, jaw_r, chin = uv[172], uv[397], uv[152]
     neck_w = 0.32 * width
     neck_top = (jaw_l[1] + jaw_r[1]) / 2
-    layers: list[tuple[np.ndarray, np.ndarray]] = []  # (alpha, depth) at the painting size, painter's order
+    layers: list[tuple[np.ndarray, np.ndarray | None]] = []  # (alpha, depth or None), painting size, in order
 
     # long hair and shoulders: RGB only (no depth, outside the mask)
     shoulders = _ellipse_alpha(big, (cx, bottom + 0.95 * height), (1.1 * width, 0.55 * height))
@@ -303,9 +303,9 @@ def render_view(identity: Identity, view: View, size: int) -> Sample:
             [cx + 0.55 * width * identity.hair_volume, top + 0.5 * height],
             [cx + 0.6 * width, drop], [cx - 0.6 * width, drop]])])
         canvas = _over(canvas, long_hair, hair_albedo * side * view.light_colour)
-        layers.append((long_hair, np.full((big, big), np.nan, np.float32)))
+        layers.append((long_hair, None))
     canvas = _over(canvas, shoulders, identity.clothes * side * view.light_colour)
-    layers.append((shoulders, np.full((big, big), np.nan, np.float32)))
+    layers.append((shoulders, None))
 
     # neck: a vertical cylinder behind the chin
     neck = _polygon_alpha(big, [np.array([
@@ -382,15 +382,13 @@ def render_view(identity: Identity, view: View, size: int) -> Sample:
     canvas = np.where(fine.mask[..., None], face_rgb, canvas)
 
     # 6. Box-filter down to the output size
-    rgb = canvas.reshape(size, SUPERSAMPLE, size, SUPERSAMPLE, 3).mean(axis=(1, 3))
-    rgb = np.clip(np.round(rgb * 255), 0, 255).astype(np.uint8)
+    rgb = np.clip(np.round(_downsample(canvas) * 255), 0, 255).astype(np.uint8)
 
-    # 7. Depth at the output size: each pixel takes the depth of the last layer covering half of it (at its
-    #    centre), then the face mesh's exact depth where the mesh is hit
+    # 7. Depth at the output size: each pixel takes the (box-filtered) depth of the last layer covering at
+    #    least half of it, none for an RGB-only layer, then the face mesh's exact depth where the mesh is hit
     depth = np.full((size, size), np.nan, np.float32)
     for alpha, layer_depth in layers:
-        covered = _downsample(alpha) >= 0.5
-        depth = np.where(covered, _sample_centres(layer_depth), depth)
+        depth = np.where(_downsample(alpha) >= 0.5, np.nan if layer_depth is None else _downsample(layer_depth), depth)
     depth = np.where(exact.mask, exact.depth, depth).astype(np.float32)
     return Sample(rgb=rgb, depth=depth, mask=np.isfinite(depth), controls=view.controls.to_dict())
 
@@ -400,14 +398,9 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 
 def _downsample(a: np.ndarray) -> np.ndarray:
-    """Box-filter a painting-size map to the output size."""
+    """Box-filter a painting-size map ``[B, B, ...]`` to the output size."""
     s = a.shape[0] // SUPERSAMPLE
-    return a.reshape(s, SUPERSAMPLE, s, SUPERSAMPLE).mean(axis=(1, 3))
-
-
-def _sample_centres(a: np.ndarray) -> np.ndarray:
-    """A painting-size map at the output pixels' centres (the mean of the SUPERSAMPLE^2 sub-pixels)."""
-    return _downsample(a)
+    return a.reshape(s, SUPERSAMPLE, s, SUPERSAMPLE, *a.shape[2:]).mean(axis=(1, 3))
 
 
 @cache

@@ -153,8 +153,8 @@ class JointDiffusion(torch.nn.Module):
         )
         x_t = noise_scheduler.add_noise(x0, noise, timesteps)
         # which modality is given clean: task 0 none (joint), 1 RGB (depth estimation), 2 depth (editing)
-        mix = torch.tensor(task_mix, dtype=torch.float32)
-        task = torch.multinomial(mix / mix.sum(), bsz, replacement=True, generator=_cpu(generator)).to(device)
+        mix = torch.tensor(task_mix, dtype=torch.float32, device=device)
+        task = torch.multinomial(mix / mix.sum(), bsz, replacement=True, generator=generator)  # [B]
         channel_rgb = torch.arange(x0.shape[1], device=device) < self.rgb_channels  # [C]
         clean = ((task[:, None] == 1) & channel_rgb) | ((task[:, None] == 2) & ~channel_rgb)  # [B, C]
         x_t = torch.where(clean[:, :, None, None], x0, x_t)
@@ -176,7 +176,3 @@ class JointDiffusion(torch.nn.Module):
         weight = torch.where(channel_rgb, 1.0, depth_weight).float() * (~clean).float()  # [B, C]: noised channels
         return (err * weight).sum() / weight.sum().clamp_min(1e-8)
 
-
-def _cpu(generator: torch.Generator | None) -> torch.Generator | None:
-    """``generator`` if it draws on the CPU (``torch.multinomial`` needs one there), else None."""
-    return generator if generator is None or generator.device.type == "cpu" else None

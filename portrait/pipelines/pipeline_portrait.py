@@ -342,8 +342,7 @@ class PortraitPipeline(DiffusionPipeline):
         features = self._features(image, reference_features)
         init = None
         if depth_prior is not None:
-            prior = self._completed_prior(depth_prior, mask, features, rgb, num_inference_steps, guidance_scale, generator)
-            init = (rgb, self._depth_tensor(prior, None)[0])
+            init = (rgb, self._prior_code(depth_prior, mask, features, rgb, num_inference_steps, guidance_scale, generator))
         _, code = self._sample(
             features, ensemble_size, num_inference_steps, guidance_scale, generator,
             known_rgb=rgb, init=init, strength=prior_strength if init else 1.0, callback=callback,
@@ -362,16 +361,17 @@ class PortraitPipeline(DiffusionPipeline):
             depth=merged.depth[None], mask=face[None], uncertainty=merged.uncertainty[None],
         )
 
-    def _completed_prior(self, depth_prior, mask, features, rgb, steps, guidance_scale, generator) -> np.ndarray:
-        """The prior at the working resolution ``[R, R]``, its gaps inside the face filled by one sample."""
+    def _prior_code(self, depth_prior, mask, features, rgb, steps, guidance_scale, generator) -> torch.Tensor:
+        """The prior's depth code ``[1, 1, R, R]``; its gaps inside the face first filled by one sample."""
         code, held = self._depth_tensor(depth_prior, None)
-        prior = code_to_depth(code[0, 0].float().cpu().numpy(), held[0, 0].cpu().numpy() > 0)[0]
+        held = held[0, 0].cpu().numpy() > 0
         face = self._resize_mask(mask) if mask is not None else None
-        if face is not None and np.isfinite(prior[face]).all():
-            return prior
+        if face is not None and held[face].all():
+            return code
+        prior = code_to_depth(code[0, 0].float().cpu().numpy(), held)[0]
         _, first = self._sample(features, 1, steps, guidance_scale, generator, known_rgb=rgb)
         estimate, own = code_to_depth(first[0, 0].float().cpu().numpy(), face)
-        return complete_depth(prior, estimate, own | np.isfinite(prior))
+        return self._depth_tensor(complete_depth(prior, estimate, own | held), None)[0]
 
     def edit(
         self,
