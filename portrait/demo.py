@@ -205,7 +205,7 @@ class StudioDemo:
                                             callback=progress)
         paths = result.save(self.store.new_folder("depth"))
         spread = result.uncertainty[result.mask] if result.mask.any() else np.zeros(1)
-        info = _notes(state.photo, f"Depth of {int(result.mask.sum()):,} face pixels from {ensemble_size} "
+        info = _notes(state.photo, f"Depth of {int(result.mask.sum()):,} head and neck pixels from {ensemble_size} "
                       f"sample(s); median uncertainty {float(np.nanmedian(spread)):.3f} (relative units).")
         return DepthView(
             face=_display(result.image), depth=_colour_depth(result.depth), uncertainty=_heatmap(result.uncertainty),

@@ -135,7 +135,7 @@ def test_estimate_depth(client):
     names = {Path(f).name for f in files}
     assert {"rgb.png", "depth.png", "mesh.glb", "mesh.ply"} <= names
     assert np.asarray(PIL.Image.open(next(f for f in files if f.endswith("depth.png")))).dtype == np.uint16
-    assert "face pixels" in info
+    assert "head and neck pixels" in info
 
 
 @pytest.mark.slow

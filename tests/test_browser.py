@@ -85,7 +85,7 @@ def test_depth_then_edit_then_generate(page, tmp_path):
     page.locator("#depth-photo input[type=file]").set_input_files(ASTRONAUT)
     wait_for_new_image(page, "#depth-overlay", example)
     wait_for_mesh(page, "#depth-mesh")
-    page.get_by_text("face pixels").wait_for()
+    page.get_by_text("head and neck pixels").wait_for()
     screenshot(page, tmp_path, "01_depth_estimation.png")
 
     # 2. Editing: upload, then drag the yaw slider; on release a new edited photo replaces the old one

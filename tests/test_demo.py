@@ -67,7 +67,7 @@ def test_estimate_depth_returns_images_mesh_and_downloads(ui, prepared):
     assert {"rgb.png", "depth.png", "mesh.glb", "mesh.ply", "composite.png"} <= names
     depth_png = next(f for f in view.files if Path(f).name == "depth.png")
     assert np.asarray(PIL.Image.open(depth_png)).dtype == np.uint16  # 16-bit depth
-    assert view.state is prepared and "face pixels" in view.info
+    assert view.state is prepared and "head and neck pixels" in view.info
 
 
 def test_photo_is_prepared_once_per_upload(ui, monkeypatch):

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from portrait.errors import PortraitError
 from portrait.training import commands
@@ -42,8 +43,6 @@ def trained(tmp_path_factory):
 
 
 def test_three_steps_write_a_checkpoint_that_loads(trained):
-    import torch
-
     from portrait.pipelines.loading import load_pipeline
 
     out = trained / "run"
@@ -58,6 +57,50 @@ def test_three_steps_write_a_checkpoint_that_loads(trained):
 
     result = pipe.generate(random_image(32), num_inference_steps=1, generator=torch.Generator().manual_seed(0))
     assert result.depth.shape == (1, 32, 32)
+
+
+def test_decoder_stage_keeps_the_latent_space(trained):
+    from diffusers import AutoencoderKL
+
+    from portrait.pipelines.loading import load_pipeline
+
+    out = trained / "run"
+    before, after = (AutoencoderKL.from_pretrained(out / name).state_dict() for name in ("stage_vae", "stage_decoder"))
+    assert (out / "stage_decoder" / "reconstruction.json").is_file()
+    frozen = [k for k in before if k.startswith(("encoder.", "quant_conv."))]
+    tuned = [k for k in before if k.startswith(("decoder.", "post_quant_conv."))]
+    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)
+    assert any(not torch.equal(before[k], after[k]) for k in tuned)
+    shipped = load_pipeline(out).vae.state_dict()  # the pipeline carries the fine-tuned decoder
+    assert all(torch.allclose(shipped[k].float(), after[k].float()) for k in tuned)
+    assert "decoder," in (out / "loss.csv").read_text()
+
+
+def test_stages_run_one_at_a_time(tmp_path, trained, capsys):
+    """Stages run alone; the decoder may be fine-tuned after the diffusion stage and still ships."""
+    from diffusers import AutoencoderKL
+
+    from portrait.pipelines.loading import load_pipeline
+
+    out = tmp_path / "run"
+    args = ("train", "--config", str(CONFIG), "--output-dir", str(out), "--set", f"data.path={trained / 'data'}")
+    with pytest.raises(PortraitError, match="vae stage has not finished"):
+        run_cli(*args, "--stage", "diffusion")
+    run_cli(*args, "--stage", "vae")
+    assert (out / "stage_vae").is_dir() and not (out / "stage_decoder").exists()
+    assert not list((out / "checkpoints").glob("diffusion-*"))
+    with pytest.raises(PortraitError, match="decoder stage has not finished"):
+        run_cli(*args, "--stage", "diffusion")
+    run_cli(*args, "--stage", "diffusion", "--set", "decoder.steps=0")  # a diffusion model on the stage-1 VAE
+    run_cli(*args, "--stage", "decoder")
+    capsys.readouterr()
+    run_cli(*args)  # every stage finished: reloads them and saves the pipeline with the new decoder
+    captured = capsys.readouterr()
+    assert "decoder stage already done" in captured.out and "(step 3)" in captured.out
+    assert "encoding the data set" not in captured.err  # nothing left to train: no latents to cache
+    tuned = AutoencoderKL.from_pretrained(out / "stage_decoder").state_dict()
+    shipped = load_pipeline(out).vae.state_dict()
+    assert all(torch.allclose(shipped[k].float(), v.float()) for k, v in tuned.items())
 
 
 def test_resume_continues_from_the_latest_checkpoint(trained, capsys):

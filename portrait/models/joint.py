@@ -10,6 +10,15 @@ from .context import LearnedContext, clip_image_context
 from .reference import ReferenceNet, ReferenceState, set_reference_processors
 
 
+def vae_encode(vae: AutoencoderKL, x: torch.Tensor) -> torch.Tensor:
+    """RGB ``[B, 3, H, W]`` or a depth code ``[B, 1, H, W]`` (replicated to 3 channels), in [-1, 1] -> the
+    scaled latent mode ``[B, latent_channels, h, w]``."""
+    if x.shape[1] == 1:
+        x = x.repeat(1, 3, 1, 1)
+    z = vae.encode(x.to(vae.dtype)).latent_dist.mode()
+    return (z * vae.config.scaling_factor).to(x.dtype)
+
+
 class JointDiffusion(torch.nn.Module):
     """Denoiser + reference network + context, over a joint RGB + depth representation.
 
@@ -65,17 +74,13 @@ class JointDiffusion(torch.nn.Module):
         """Pixels per representation cell along each side."""
         return 2 ** (len(self.vae.config.block_out_channels) - 1) if self.vae is not None else 1
 
-    def _vae_encode(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.vae.encode(x.to(self.vae.dtype)).latent_dist.mode()
-        return (z * self.vae.config.scaling_factor).to(x.dtype)
-
     def encode_rgb(self, rgb: torch.Tensor) -> torch.Tensor:
         """RGB ``[B, 3, H, W]`` in [-1, 1] -> ``[B, c_rgb, h, w]``."""
-        return self._vae_encode(rgb) if self.vae is not None else rgb
+        return vae_encode(self.vae, rgb) if self.vae is not None else rgb
 
     def encode_depth(self, code: torch.Tensor) -> torch.Tensor:
         """Depth code ``[B, 1, H, W]`` in [-1, 1] -> ``[B, c_depth, h, w]``."""
-        return self._vae_encode(code.repeat(1, 3, 1, 1)) if self.vae is not None else code
+        return vae_encode(self.vae, code) if self.vae is not None else code
 
     def encode(self, rgb: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.encode_rgb(rgb), self.encode_depth(code)], dim=1)

@@ -15,6 +15,9 @@ def register(subparsers) -> None:
     p.add_argument("--output-dir", help="override the config's output_dir")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config key, e.g. --set diffusion.steps=100 (YAML value syntax)")
+    p.add_argument("--stage", action="append", choices=["vae", "decoder", "diffusion"], metavar="STAGE",
+                   help="run only this stage (repeatable: vae, decoder, diffusion); the stages it needs must "
+                   "have finished already. Default: every stage of the config")
     p.set_defaults(func=cmd_train)
 
 
@@ -34,6 +37,6 @@ def cmd_train(args) -> None:
         overrides["output_dir"] = args.output_dir
     cfg = load_config(args.config, overrides)
 
-    from .train import train
+    from .train import STAGES, train
 
-    train(cfg)
+    train(cfg, tuple(args.stage) if args.stage else STAGES)

@@ -46,6 +46,21 @@ class VAEStageConfig:
 
 
 @dataclass
+class DecoderStageConfig:
+    """Optional stage after the VAE stage: fine-tune the VAE decoder alone on latents of the frozen encoder.
+
+    The latent space does not change, so a diffusion model trained on the stage-1 VAE stays valid with the
+    fine-tuned decoder (the stages may run in either order).
+    """
+
+    steps: int = 0
+    batch_size: int = 8
+    learning_rate: float = 1e-4
+    crop: int | None = None  # random square crops of this side (a multiple of the VAE's downsampling)
+    depth_fraction: float = 0.5
+
+
+@dataclass
 class DiffusionStageConfig:
     """Stage 2: the joint denoiser, reference network and context."""
 
@@ -72,6 +87,7 @@ class TrainConfig:
     model: dict = field(default_factory=dict)  # portrait.pipelines.ModelConfig fields
     data: DataConfig = field(default_factory=DataConfig)
     vae: VAEStageConfig = field(default_factory=VAEStageConfig)
+    decoder: DecoderStageConfig = field(default_factory=DecoderStageConfig)
     diffusion: DiffusionStageConfig = field(default_factory=DiffusionStageConfig)
     mixed_precision: str = "auto"  # "auto" (fp16 on a GPU, none on a CPU), "no", "fp16", "bf16"
     checkpoint_every: int = 500
@@ -90,7 +106,7 @@ def _build(cls, values: dict | None, where: str):
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise PortraitError(f"unknown key(s) {unknown} in {where}; known: {sorted(known)}")
-    nested = {"data": DataConfig, "vae": VAEStageConfig, "diffusion": DiffusionStageConfig,
+    nested = {"data": DataConfig, "vae": VAEStageConfig, "decoder": DecoderStageConfig, "diffusion": DiffusionStageConfig,
               "synthetic": SyntheticDataConfig}
     for name, sub in nested.items():
         if name in values and name in known and values[name] is not None:

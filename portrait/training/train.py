@@ -5,6 +5,9 @@ Stages, each resumable from its latest checkpoint in ``OUTPUT/checkpoints/STAGE-
 1. ``vae`` (latent mode from scratch only): the small ``AutoencoderKL`` learns to reconstruct the data's RGB
    and depth codes; saved to ``OUTPUT/stage_vae/`` with a reconstruction check (numbers + picture) that can
    stop the run before stage 2.
+   ``decoder`` (optional, ``decoder.steps > 0``): the decoder alone is fine-tuned on latents of the frozen
+   encoder; saved to ``OUTPUT/stage_decoder/`` with the same check. The latent space stays as it was, so
+   this stage may also run after (or beside) the diffusion stage.
 2. ``diffusion``: the joint denoiser, reference network and learned context (``JointDiffusion.training_loss``)
    with EMA weights. With ``cache_latents`` the frozen VAE encodes the data set once, up front.
 
@@ -34,6 +37,7 @@ from ..data.folder import PortraitDataset, image_grid
 from ..depth import FOREGROUND_MAX, code_to_depth, colorize_depth
 from ..errors import PortraitError
 from ..models import JointDiffusion
+from ..models.joint import vae_encode
 from .config import TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -54,6 +58,25 @@ class VAEObjective(torch.nn.Module):
         recon = self.vae.decode(posterior.sample(generator)).sample
         rec = F.l1_loss(recon.float(), x.float()) + F.mse_loss(recon.float(), x.float())
         return rec + self.kl_weight * posterior.kl().mean()
+
+
+class DecoderObjective(torch.nn.Module):
+    """Reconstruction (L1 + MSE) of the VAE decoder alone from latents of the frozen encoder.
+
+    A depth code is scored on the mean of the three output channels, which is how the pipeline reads it.
+    """
+
+    def __init__(self, vae):
+        super().__init__()
+        self.vae = vae
+        for frozen in (vae.encoder, vae.quant_conv):
+            if frozen is not None:
+                frozen.requires_grad_(False)
+
+    def forward(self, z: torch.Tensor, target: torch.Tensor, is_depth: torch.Tensor) -> torch.Tensor:
+        recon = self.vae.decode(z).sample.float()
+        recon = torch.where(is_depth, recon.mean(1, keepdim=True).expand_as(recon), recon)
+        return F.l1_loss(recon, target.float()) + F.mse_loss(recon, target.float())
 
 
 class PreEncodedJointDiffusion(JointDiffusion):
@@ -86,7 +109,7 @@ class DiffusionObjective(torch.nn.Module):
 class LatentDataset:
     """The data set encoded once by the frozen VAE: items hold latents ``[C, h, w]`` (both mirror images)."""
 
-    def __init__(self, data: PortraitDataset, model: JointDiffusion, batch_size: int, device):
+    def __init__(self, data: PortraitDataset, vae, batch_size: int, device):
         rgb_lat, depth_lat = [], []
         flips = (False, True) if data.flip else (False,)
         with torch.no_grad():
@@ -97,8 +120,8 @@ class LatentDataset:
                 per_flip_rgb, per_flip_depth = [], []
                 for flip in flips:
                     r, c = (rgb.flip(-1), code.flip(-1)) if flip else (rgb, code)
-                    per_flip_rgb.append(model.encode_rgb(r.to(device)).cpu())
-                    per_flip_depth.append(model.encode_depth(c.to(device)).cpu())
+                    per_flip_rgb.append(vae_encode(vae, r.to(device)).cpu())
+                    per_flip_depth.append(vae_encode(vae, c.to(device)).cpu())
                 rgb_lat.append(torch.stack(per_flip_rgb, 1))
                 depth_lat.append(torch.stack(per_flip_depth, 1))
         self.rgb = torch.cat(rgb_lat)  # [N, F, C, h, w]
@@ -113,6 +136,25 @@ class LatentDataset:
         j = others[int(torch.randint(len(others), ()))]
         f, g = (int(torch.randint(self.rgb.shape[1], ())) for _ in range(2))
         return {"rgb": self.rgb[i, f], "depth": self.depth[i, f], "reference": self.rgb[j, g]}
+
+
+class DecoderDataset:
+    """Latents of the frozen encoder (unscaled, as the decoder reads them) next to the pixels they encode."""
+
+    def __init__(self, data: PortraitDataset, latents: LatentDataset, scaling_factor: float):
+        self.data, self.latents, self.scale = data, latents, scaling_factor
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int) -> dict:
+        f = int(torch.randint(self.latents.rgb.shape[1], ()))  # 0: as is, 1: mirrored
+        rgb = torch.from_numpy(self.data.rgb[i].copy()).permute(2, 0, 1).float() / 127.5 - 1.0
+        code = torch.from_numpy(self.data.code[i].copy())[None]
+        if f:
+            rgb, code = rgb.flip(-1), code.flip(-1)
+        return {"rgb_latent": self.latents.rgb[i, f] / self.scale, "depth_latent": self.latents.depth[i, f] / self.scale,
+                "rgb": rgb, "code": code}
 
 
 def _forever(loader):
@@ -131,6 +173,20 @@ def _vae_batch(batch: dict, depth_fraction: float, crop: int | None, generator: 
     return x
 
 
+def _decoder_batch(batch: dict, depth_fraction: float, crop: int | None, factor: int, generator: torch.Generator):
+    """(latents, pixel targets, is-depth flags) of one decoder batch, each sample RGB or depth, cropped alike."""
+    z_rgb = batch["rgb_latent"]
+    is_depth = (torch.rand(z_rgb.shape[0], generator=generator) < depth_fraction).to(z_rgb.device).view(-1, 1, 1, 1)
+    z = torch.where(is_depth, batch["depth_latent"], z_rgb)
+    target = torch.where(is_depth, batch["code"].repeat(1, 3, 1, 1), batch["rgb"])
+    if crop is not None and crop < target.shape[-1]:
+        c = max(crop // factor, 1)
+        y0, x0 = (int(torch.randint(z.shape[-1] - c + 1, (), generator=generator)) for _ in range(2))
+        z = z[..., y0 : y0 + c, x0 : x0 + c]
+        target = target[..., y0 * factor : (y0 + c) * factor, x0 * factor : (x0 + c) * factor]
+    return z, target, is_depth
+
+
 # --- checkpoints and logs ---------------------------------------------------------------------------------
 
 
@@ -147,15 +203,21 @@ def _save_checkpoint(accelerator: Accelerator, out: Path, stage: str, step: int,
             shutil.rmtree(old, ignore_errors=True)
 
 
-def _resume(accelerator: Accelerator, out: Path, stage: str) -> int:
-    """Load the latest checkpoint of ``stage``; return its step (0 = none)."""
+def _latest(out: Path, stage: str) -> tuple[Path | None, int]:
+    """The latest complete checkpoint of ``stage`` and its step (``None, 0`` if none)."""
     found = [p for p in _checkpoints(out, stage) if (p / "progress.json").is_file()]
     if not found:
-        return 0
-    accelerator.load_state(str(found[-1]))
-    step = json.loads((found[-1] / "progress.json").read_text())["step"]
-    accelerator.print(f"resumed {stage} from {found[-1]} (step {step})")
-    return int(step)
+        return None, 0
+    return found[-1], int(json.loads((found[-1] / "progress.json").read_text())["step"])
+
+
+def _resume(accelerator: Accelerator, out: Path, stage: str) -> int:
+    """Load the latest checkpoint of ``stage``; return its step (0 = none)."""
+    path, step = _latest(out, stage)
+    if path is not None:
+        accelerator.load_state(str(path))
+        accelerator.print(f"resumed {stage} from {path} (step {step})")
+    return step
 
 
 class LossLog:
@@ -215,17 +277,27 @@ def _accelerator(cfg: TrainConfig) -> Accelerator:
 # --- stage 1: the VAE -------------------------------------------------------------------------------------
 
 
-def train_vae(cfg: TrainConfig, data: PortraitDataset, log: LossLog):
-    """Train (or resume, or reload) the small autoencoder; returns it with its latent scaling set."""
+def _finished(out: Path, stage: str, run: bool):
+    """The saved VAE of a finished ``stage`` (``OUTPUT/stage_STAGE``), else None; raises if it may not run."""
     from diffusers import AutoencoderKL
 
+    final = out / f"stage_{stage}"
+    if (final / "config.json").is_file():
+        print(f"{stage} stage already done: loading {final}")
+        return AutoencoderKL.from_pretrained(final)
+    if not run:
+        raise PortraitError(f"the {stage} stage has not finished in {str(out)!r}: run it first (--stage {stage})")
+    return None
+
+
+def train_vae(cfg: TrainConfig, data: PortraitDataset, log: LossLog, run: bool = True):
+    """Train (or resume, or reload) the small autoencoder; returns it with its latent scaling set."""
     from ..pipelines.build import ModelConfig, build_vae
 
     out = Path(cfg.output_dir)
     final = out / "stage_vae"
-    if (final / "config.json").is_file():
-        print(f"vae stage already done: loading {final}")
-        return AutoencoderKL.from_pretrained(final)
+    if (done := _finished(out, "vae", run)) is not None:
+        return done
     accelerator = _accelerator(cfg)
     set_seed(cfg.seed)
     vae = build_vae(ModelConfig(**cfg.model))
@@ -306,6 +378,54 @@ def check_reconstruction(vae, data: PortraitDataset, out: Path, max_depth_rmse: 
     return result
 
 
+def train_decoder(cfg: TrainConfig, data: PortraitDataset, vae, log: LossLog, run: bool = True):
+    """Fine-tune (or resume, or reload) the decoder of ``vae`` with its encoder frozen; returns the VAE."""
+    out = Path(cfg.output_dir)
+    final = out / "stage_decoder"
+    if (done := _finished(out, "decoder", run)) is not None:
+        return done
+    dc = cfg.decoder
+    accelerator = _accelerator(cfg)
+    set_seed(cfg.seed)
+    vae = vae.to(accelerator.device).float()
+    factor = 2 ** (len(vae.config.block_out_channels) - 1)
+    if dc.crop is not None and dc.crop % factor:
+        raise PortraitError(f"decoder.crop must be a multiple of the VAE's downsampling {factor}, got {dc.crop}")
+    latents = LatentDataset(data, vae.eval(), 16, accelerator.device)
+    dataset = DecoderDataset(data, latents, vae.config.scaling_factor)
+    objective = DecoderObjective(vae.train())
+    params = [p for p in objective.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=dc.learning_rate, weight_decay=0.0)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=dc.batch_size, shuffle=True, drop_last=len(dataset) > dc.batch_size)
+    objective, optimizer, loader = accelerator.prepare(objective, optimizer, loader)
+    step = _resume(accelerator, out, "decoder")
+    generator = torch.Generator().manual_seed(cfg.seed + 7 + step)
+    bar = tqdm(total=dc.steps, initial=step, desc="decoder", disable=not accelerator.is_main_process)
+    batches = _forever(loader)
+    t0 = time.time()
+    while step < dc.steps:
+        loss = objective(*_decoder_batch(next(batches), dc.depth_fraction, dc.crop, factor, generator))
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        value = accelerator.gather(loss.detach()[None]).mean().item()
+        bar.update(1)
+        bar.set_postfix(loss=f"{value:.4f}")
+        log.add("decoder", step, value, time.time() - t0)
+        if step % cfg.checkpoint_every == 0 and step < dc.steps:
+            _save_checkpoint(accelerator, out, "decoder", step, cfg.keep_checkpoints)
+    bar.close()
+    vae = accelerator.unwrap_model(objective).vae.eval()
+    vae.requires_grad_(True)  # as a freshly loaded model; JointDiffusion freezes it again
+    if accelerator.is_main_process:
+        vae.save_pretrained(final)
+    accelerator.wait_for_everyone()
+    check_reconstruction(vae, data, final, cfg.vae.check_max_depth_rmse)
+    return vae
+
+
 # --- stage 2: the joint diffusion model -------------------------------------------------------------------
 
 
@@ -338,9 +458,9 @@ def train_diffusion(cfg: TrainConfig, data: PortraitDataset, vae, log: LossLog) 
     if pipe.context_embedding is not None:
         trainable["context_embedding"] = pipe.context_embedding
 
-    # 1. Data: pixels, or latents encoded once by the frozen VAE
-    if pipe.vae is not None and dc.cache_latents:
-        dataset = LatentDataset(data, pipe.model, max(dc.batch_size, 8), accelerator.device)
+    # 1. Data: pixels, or latents encoded once by the frozen VAE (not needed to save a finished run)
+    if pipe.vae is not None and dc.cache_latents and _latest(out, "diffusion")[1] < dc.steps:
+        dataset = LatentDataset(data, pipe.vae, max(dc.batch_size, 8), accelerator.device)
         model = PreEncodedJointDiffusion(pipe.unet, pipe.reference_net, pipe.vae, pipe.image_encoder, pipe.context_embedding)
     else:
         dataset, model = data, pipe.model
@@ -358,7 +478,11 @@ def train_diffusion(cfg: TrainConfig, data: PortraitDataset, vae, log: LossLog) 
     objective, optimizer, loader, lr_scheduler = accelerator.prepare(objective, optimizer, loader, lr_scheduler)
     accelerator.register_for_checkpointing(ema)
     ema.to(accelerator.device)
+    # the VAE is frozen here: its copy in a checkpoint must not replace a decoder fine-tuned since
+    vae_state = {k: v.detach().clone() for k, v in pipe.vae.state_dict().items()} if pipe.vae is not None else None
     step = _resume(accelerator, out, "diffusion")
+    if vae_state is not None:
+        pipe.vae.load_state_dict(vae_state)
     generator = torch.Generator(device=accelerator.device).manual_seed(cfg.seed * 1000 + step + accelerator.process_index)
 
     # 3. Loop
@@ -407,8 +531,17 @@ def train_diffusion(cfg: TrainConfig, data: PortraitDataset, vae, log: LossLog) 
 # --- the whole run ----------------------------------------------------------------------------------------
 
 
-def train(cfg: TrainConfig) -> Path:
-    """Run every stage of ``cfg`` (resuming where a previous run stopped); returns the output folder."""
+STAGES = ("vae", "decoder", "diffusion")
+
+
+def train(cfg: TrainConfig, stages: tuple[str, ...] = STAGES) -> Path:
+    """Run ``stages`` of ``cfg`` (resuming where a previous run stopped); returns the output folder.
+
+    A stage left out of ``stages`` must have finished already if a later one needs it.
+    """
+    unknown = sorted(set(stages) - set(STAGES))
+    if unknown:
+        raise PortraitError(f"unknown stage(s) {unknown}; stages: {', '.join(STAGES)}")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.output_dir)
@@ -435,8 +568,11 @@ def train(cfg: TrainConfig) -> Path:
     if latent and not cfg.init_from:
         if cfg.vae.steps <= 0 and not (out / "stage_vae" / "config.json").is_file():
             raise PortraitError("a from-scratch latent model needs a VAE stage: set vae.steps > 0")
-        vae = train_vae(cfg, data, log)
-    train_diffusion(cfg, data, vae, log)
+        vae = train_vae(cfg, data, log, run="vae" in stages)
+        if cfg.decoder.steps > 0 and {"decoder", "diffusion"} & set(stages):
+            vae = train_decoder(cfg, data, vae, log, run="decoder" in stages)
+    if "diffusion" in stages:
+        train_diffusion(cfg, data, vae, log)
+        print(f"saved the pipeline to {out} ({time.time() - t0:.0f} s in this run)")
     plot_loss_curve(out / "loss.csv", out / "loss_curve.png")
-    print(f"saved the pipeline to {out} ({time.time() - t0:.0f} s in this run)")
     return out
