@@ -56,8 +56,8 @@ def test_eval_command_on_a_tiny_model(tmp_path, tiny_model_dir):
                               "--timing-steps", "1"])
     args.func(args)
     report = (tmp_path / "eval" / "eval.md").read_text()
-    for row in ("| model |", "| mean face |", "| face mesh (mediapipe) |", "model + mesh prior 0.5", "Joint generation",
-                "Editing"):
+    for row in ("| model |", "| mean face |", "| face mesh (mediapipe) |", "| face mesh + mean face |",
+                "model + mesh prior 0.5", "Joint generation", "Editing"):
         assert row in report
     assert (tmp_path / "eval" / "contact_sheet.png").is_file()
     import json
