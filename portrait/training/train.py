@@ -248,7 +248,8 @@ def plot_loss_curve(csv_path: Path, png_path: Path) -> Path | None:
     if not rows:
         return None
     fig, axes = plt.subplots(1, len(rows), figsize=(4.5 * len(rows), 3.2), squeeze=False)
-    for ax, (stage, points) in zip(axes[0], rows.items()):
+    in_order = sorted(rows.items(), key=lambda item: STAGES.index(item[0]) if item[0] in STAGES else len(STAGES))
+    for ax, (stage, points) in zip(axes[0], in_order):
         steps, losses = np.array(sorted(points.items()), dtype=np.float64).T
         ax.plot(steps, losses, lw=0.6, alpha=0.4, label="loss")
         k = max(1, len(losses) // 20)
