@@ -291,6 +291,28 @@ def _finished(out: Path, stage: str, run: bool):
     return None
 
 
+def _autoencoder_loop(cfg: TrainConfig, accelerator: Accelerator, stage: str, steps: int, step: int, log: LossLog,
+                      optimizer, params: list, next_loss) -> None:
+    """The plain loop of the VAE and decoder stages: ``next_loss()`` -> step, log, checkpoint, up to ``steps``."""
+    out = Path(cfg.output_dir)
+    bar = tqdm(total=steps, initial=step, desc=stage, disable=not accelerator.is_main_process)
+    t0 = time.time()
+    while step < steps:
+        loss = next_loss()
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        value = accelerator.gather(loss.detach()[None]).mean().item()
+        bar.update(1)
+        bar.set_postfix(loss=f"{value:.4f}")
+        log.add(stage, step, value, time.time() - t0)
+        if step % cfg.checkpoint_every == 0 and step < steps:
+            _save_checkpoint(accelerator, out, stage, step, cfg.keep_checkpoints)
+    bar.close()
+
+
 def train_vae(cfg: TrainConfig, data: PortraitDataset, log: LossLog, run: bool = True):
     """Train (or resume, or reload) the small autoencoder; returns it with its latent scaling set."""
     from ..pipelines.build import ModelConfig, build_vae
@@ -308,24 +330,9 @@ def train_vae(cfg: TrainConfig, data: PortraitDataset, log: LossLog, run: bool =
     objective, optimizer, loader = accelerator.prepare(objective, optimizer, loader)
     step = _resume(accelerator, out, "vae")
     generator = torch.Generator().manual_seed(cfg.seed + step)
-    bar = tqdm(total=cfg.vae.steps, initial=step, desc="vae", disable=not accelerator.is_main_process)
     batches = _forever(loader)
-    t0 = time.time()
-    while step < cfg.vae.steps:
-        x = _vae_batch(next(batches), cfg.vae.depth_fraction, cfg.vae.crop, generator)
-        loss = objective(x)
-        accelerator.backward(loss)
-        accelerator.clip_grad_norm_(objective.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        value = accelerator.gather(loss.detach()[None]).mean().item()
-        bar.update(1)
-        bar.set_postfix(loss=f"{value:.4f}")
-        log.add("vae", step, value, time.time() - t0)
-        if step % cfg.checkpoint_every == 0 and step < cfg.vae.steps:
-            _save_checkpoint(accelerator, out, "vae", step, cfg.keep_checkpoints)
-    bar.close()
+    _autoencoder_loop(cfg, accelerator, "vae", cfg.vae.steps, step, log, optimizer, list(objective.parameters()),
+                      lambda: objective(_vae_batch(next(batches), cfg.vae.depth_fraction, cfg.vae.crop, generator)))
     vae = accelerator.unwrap_model(objective).vae.eval()
 
     # latents of unit variance, as the denoiser expects
@@ -401,23 +408,9 @@ def train_decoder(cfg: TrainConfig, data: PortraitDataset, vae, log: LossLog, ru
     objective, optimizer, loader = accelerator.prepare(objective, optimizer, loader)
     step = _resume(accelerator, out, "decoder")
     generator = torch.Generator().manual_seed(cfg.seed + 7 + step)
-    bar = tqdm(total=dc.steps, initial=step, desc="decoder", disable=not accelerator.is_main_process)
     batches = _forever(loader)
-    t0 = time.time()
-    while step < dc.steps:
-        loss = objective(*_decoder_batch(next(batches), dc.depth_fraction, dc.crop, factor, generator))
-        accelerator.backward(loss)
-        accelerator.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        value = accelerator.gather(loss.detach()[None]).mean().item()
-        bar.update(1)
-        bar.set_postfix(loss=f"{value:.4f}")
-        log.add("decoder", step, value, time.time() - t0)
-        if step % cfg.checkpoint_every == 0 and step < dc.steps:
-            _save_checkpoint(accelerator, out, "decoder", step, cfg.keep_checkpoints)
-    bar.close()
+    _autoencoder_loop(cfg, accelerator, "decoder", dc.steps, step, log, optimizer, params,
+                      lambda: objective(*_decoder_batch(next(batches), dc.depth_fraction, dc.crop, factor, generator)))
     vae = accelerator.unwrap_model(objective).vae.eval()
     vae.requires_grad_(True)  # as a freshly loaded model; JointDiffusion freezes it again
     if accelerator.is_main_process:
