@@ -153,7 +153,7 @@ def evaluate(model: str | None, data: str | Path, out: str | Path, split: str = 
     import torch
 
     from .data.folder import image_grid, load_folder, prepare
-    from .depth import code_to_depth, colorize_depth, complete_depth
+    from .depth import code_to_depth, colorize_depth, complete_depth, depth_to_code
     from .errors import PortraitError
     from .pipelines.loading import load_pipeline
 
@@ -213,6 +213,14 @@ def evaluate(model: str | None, data: str | Path, out: str | Path, split: str = 
                 if both is not None else None)
         acc.add("face mesh + mean face [outside the mesh]", depth_scores(both, gt, mask, camera_distance=camera_distance,
                                                                          scored=outside) if both is not None else None)
+        if pipe.vae is not None:  # the ground truth through the VAE alone: the floor of any latent-mode estimate
+            with torch.no_grad():
+                code = torch.from_numpy(depth_to_code(gt, mask))[None, None].to(pipe.device, pipe.unet.dtype)
+                z = pipe.model.encode_depth(code)
+                floor = code_to_depth(pipe.model.decode(torch.cat([z, z], 1))[1][0, 0].float().cpu().numpy(), mask)[0]
+            acc.add("VAE round trip of the ground truth", depth_scores(floor, gt, mask, camera_distance=camera_distance))
+            acc.add("VAE round trip of the ground truth [mesh region]", depth_scores(floor, gt, mask, region, camera_distance)
+                    if region is not None else None)
         predictions = {}
         g = torch.Generator().manual_seed(seed + k)
         pred = pipe.estimate_depth(image, ensemble_size=ensemble, num_inference_steps=steps, mask=mask, generator=g)

@@ -113,3 +113,12 @@ def test_resume_continues_from_the_latest_checkpoint(trained, capsys):
     assert (out / "checkpoints" / "diffusion-0000005").is_dir()
     assert not (out / "checkpoints" / "diffusion-0000002").exists()  # keep_checkpoints: 2
     assert json.loads((out / "training_config.json").read_text())["diffusion"]["steps"] == 5
+
+
+def test_eval_of_a_latent_model_reports_the_vae_floor(trained, tmp_path):
+    from portrait.evaluation import evaluate
+
+    summary = evaluate(str(trained / "run"), trained / "data", tmp_path / "eval", limit=2, steps=1, joint_samples=0,
+                       timing_steps=1)
+    floor = summary["depth"]["VAE round trip of the ground truth"]
+    assert floor["n"] == 2 and 0 <= floor["rmse"] < 1
