@@ -12,7 +12,8 @@ Protocol (written down so anyone can rerun it; ``python -m portrait eval --model
   degrees; at that distance a face spans only a few percent of its depth, so these two are near 0 and 1 for
   every method and mostly tell scale errors).
 - Methods, in the same run: the model from pure noise; the model started from the face-mesh depth noised to
-  ``prior_strength`` (SDEdit); the mediapipe face-mesh depth (landmarks of the test image, rendered; defined
+  ``prior_strength`` (SDEdit), as it is and averaged with the mesh where the mesh exists (``+ blend W``:
+  ``portrait.depth.blend_depth`` with weight ``W``, as the pipeline does by default); the mediapipe face-mesh depth (landmarks of the test image, rendered; defined
   only inside the mesh, its ``coverage`` of the ground-truth mask is reported, and the model is also scored
   on the mesh's region for a like-for-like comparison, and outside it, where the mesh says nothing); a
   constant mean-face depth (the mean normalised depth of the *training* split, per pixel).
@@ -146,14 +147,14 @@ class Accumulator:
 
 def evaluate(model: str | None, data: str | Path, out: str | Path, split: str = "test", limit: int | None = None,
              steps: int = 20, ensemble: int = 1, prior_strengths: tuple[float, ...] = (0.5,),
-             joint_samples: int = 8, seed: int = 0, camera_distance: float | None = None,
-             timing_steps: int = 20) -> dict:
+             prior_weights: tuple[float, ...] = (0.5,), joint_samples: int = 8, seed: int = 0,
+             camera_distance: float | None = None, timing_steps: int = 20, offset: int = 0) -> dict:
     """Run the protocol of this module; write ``eval.md``, ``eval.json`` and ``contact_sheet.png`` into ``out``."""
     import PIL.Image
     import torch
 
     from .data.folder import image_grid, load_folder, prepare
-    from .depth import code_to_depth, colorize_depth, complete_depth, depth_to_code
+    from .depth import blend_depth, code_to_depth, colorize_depth, complete_depth, depth_to_code
     from .errors import PortraitError
     from .pipelines.loading import load_pipeline
 
@@ -183,8 +184,9 @@ def evaluate(model: str | None, data: str | Path, out: str | Path, split: str = 
         raise PortraitError(f"no usable {split!r} sample in {str(data)!r}")
     train_samples, _ = load_folder(data, "train")
     test = at_res(test_samples)
-    if limit:
-        test = test[:limit]
+    test = test[offset : offset + limit if limit else None]
+    if not test:
+        raise PortraitError(f"--offset {offset} leaves no {split!r} sample in {str(data)!r}")
     train = at_res(train_samples) if train_samples else test
     mean_face = mean_face_depth(np.stack([t[2] for t in train]), np.stack([t[3] for t in train]))
 
@@ -227,12 +229,17 @@ def evaluate(model: str | None, data: str | Path, out: str | Path, split: str = 
         predictions["model"] = pred.depth[0]
         for s in prior_strengths:
             g = torch.Generator().manual_seed(seed + k)
-            if mesh is not None:
+            if mesh is not None:  # sampled once unblended; each weight is the pipeline's own blend of it
                 p = pipe.estimate_depth(image, ensemble_size=ensemble, num_inference_steps=steps, mask=mask,
-                                        depth_prior=mesh, prior_strength=s, generator=g)
+                                        depth_prior=mesh, prior_strength=s, prior_weight=0.0, generator=g)
                 predictions[f"model + mesh prior {s:g}"] = p.depth[0]
+                for w in prior_weights:
+                    predictions[f"model + mesh prior {s:g} + blend {w:g}"] = blend_depth(
+                        p.depth[0], np.where(mask, mesh, np.nan), w)
             else:  # no mesh: the prior cannot be used, the model starts from noise
                 predictions[f"model + mesh prior {s:g}"] = predictions["model"]
+                for w in prior_weights:
+                    predictions[f"model + mesh prior {s:g} + blend {w:g}"] = predictions["model"]
         for name, p in predictions.items():
             acc.add(name, depth_scores(p, gt, mask, camera_distance=camera_distance))
             acc.add(f"{name} [mesh region]", depth_scores(p, gt, mask, region, camera_distance)
@@ -280,7 +287,7 @@ def evaluate(model: str | None, data: str | Path, out: str | Path, split: str = 
 
     # 5. Report
     summary = {
-        "model": str(model or "default"), "data": str(data), "split": split, "samples": len(test),
+        "model": str(model or "default"), "data": str(data), "split": split, "offset": offset, "samples": len(test),
         "skipped": len(skipped), "no_mesh": no_mesh, "resolution": r, "steps": steps, "ensemble": ensemble,
         "seed": seed, "load_seconds": round(load_seconds, 2), "generate_seconds": round(generate_seconds, 2),
         "generate_steps": timing_steps,
@@ -308,7 +315,8 @@ def markdown_report(summary: dict, columns: list[str] | None = None) -> str:
     lines = [
         f"# Evaluation: {summary['model']}",
         "",
-        f"Data `{summary['data']}`, split `{summary['split']}`: {summary['samples']} samples at "
+        f"Data `{summary['data']}`, split `{summary['split']}`: {summary['samples']} samples"
+        f"{' after the first %d' % summary['offset'] if summary.get('offset') else ''} at "
         f"{summary['resolution']}x{summary['resolution']} ({summary['skipped']} skipped, {summary['no_mesh']} without a "
         f"detected face mesh). {summary['steps']} denoising steps, ensemble {summary['ensemble']}, seed {summary['seed']}.",
         "RMSE / MAE: after least-squares scale and shift inside the evaluated region, in units of the depth range "
@@ -329,7 +337,8 @@ def markdown_report(summary: dict, columns: list[str] | None = None) -> str:
     lines += ["", "Rows marked [mesh region] align and score only where the face mesh exists (like for like with the "
               "mesh); rows marked [outside the mesh] align over the whole mask and score only where the mesh is "
               "missing (hair line, ears, neck). \"face mesh + mean face\" uses no model: the mesh where it exists, "
-              "continued by the mean face aligned to it.", ""]
+              "continued by the mean face aligned to it. \"model + mesh prior S + blend W\": \"model + mesh prior S\" averaged with the mesh where the "
+              "mesh exists, the mesh's weight W ramping up from 0 at its edge (what the pipeline returns).", ""]
     for title, key in (("Joint generation", "joint"), ("Editing", "edit")):
         lines += [f"## {title}", "", "| agreement | RMSE | MAE | n |", "|---|---|---|---|"]
         for name, s in summary[key].items():
@@ -360,11 +369,16 @@ def register(subparsers) -> None:
     p.add_argument("--data", required=True, type=Path, help="data folder (see portrait.data.folder)")
     p.add_argument("--out", required=True, type=Path, help="output folder for eval.md, eval.json, contact_sheet.png")
     p.add_argument("--split", default="test")
-    p.add_argument("--limit", type=int, help="evaluate only the first N samples")
+    p.add_argument("--limit", type=int, help="evaluate only N samples")
+    p.add_argument("--offset", type=int, default=0,
+                   help="skip the first N samples (e.g. tune on --offset 64 --limit 64, report on --limit 64)")
     p.add_argument("--steps", type=int, default=20, help="denoising steps")
     p.add_argument("--ensemble", type=int, default=1, help="depth ensemble size")
     p.add_argument("--prior-strength", type=float, action="append", dest="prior_strengths",
                    help="SDEdit strength of the face-mesh prior (repeatable; default 0.5)")
+    p.add_argument("--prior-weight", type=float, action="append", dest="prior_weights",
+                   help="weight of the mesh where it exists, averaged into the result started from it (repeatable; "
+                        "default 0.5, the pipeline's)")
     p.add_argument("--joint-samples", type=int, default=8, help="identities used for generation / editing checks")
     p.add_argument("--camera-distance", type=float, help="for AbsRel / delta1 (default: the crop camera's)")
     p.add_argument("--timing-steps", type=int, default=20, help="steps of the timed generation")
@@ -378,10 +392,15 @@ def cmd_eval(args) -> None:
     strengths = tuple(args.prior_strengths or (0.5,))
     if any(not 0.0 < s <= 1.0 for s in strengths):
         raise PortraitError(f"--prior-strength must be in (0, 1], got {strengths}")
+    weights = tuple(args.prior_weights or (0.5,))
+    if any(not 0.0 <= w <= 1.0 for w in weights):
+        raise PortraitError(f"--prior-weight must be in [0, 1], got {weights}")
     if args.steps < 1:
         raise PortraitError("--steps must be at least 1")
+    if args.offset < 0:
+        raise PortraitError("--offset must be >= 0")
     summary = evaluate(args.model, args.data, args.out, args.split, args.limit, args.steps, args.ensemble, strengths,
-                       args.joint_samples, args.seed, args.camera_distance, args.timing_steps)
+                       weights, args.joint_samples, args.seed, args.camera_distance, args.timing_steps, args.offset)
     print((Path(args.out) / "eval.md").read_text())
     if not math.isfinite(summary["load_seconds"]):
         raise PortraitError("evaluation failed")

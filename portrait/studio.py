@@ -27,9 +27,11 @@ from .imageio import load_image
 from .pipelines import PortraitPipeline, ReferenceFeatures
 
 ALIGN_SIZE = 512  # landmarks, face mesh and paste-back work on a crop this large; the model gets it resized
-# Depth estimation starts from the face-mesh depth noised to this strength (SDEdit) rather than pure noise:
-# the better of the two on the held-out split (`python -m portrait eval`, see the default's model card).
+# Depth estimation starts from the face-mesh depth noised to this strength (SDEdit) rather than pure noise,
+# and its result is averaged with the mesh where the mesh exists, the mesh weighing this much. Both chosen
+# on held-out identities apart from those the model card reports (`python -m portrait eval --offset 64`).
 DEFAULT_PRIOR_STRENGTH = 0.7
+DEFAULT_PRIOR_WEIGHT = 0.7
 
 
 @dataclass
@@ -164,13 +166,16 @@ class Studio:
 
     def estimate_depth(
         self, photo: Photo, ensemble_size: int = 4, steps: int = 20, seed: int = 0,
-        prior_strength: float | None = DEFAULT_PRIOR_STRENGTH, callback=None,
+        prior_strength: float | None = DEFAULT_PRIOR_STRENGTH, prior_weight: float = DEFAULT_PRIOR_WEIGHT, callback=None,
     ) -> PortraitResult:
-        """Facial depth of the photo's face crop, with uncertainty and the colour depth on the full photo."""
+        """Facial depth of the photo's face crop, with uncertainty and the colour depth on the full photo.
+
+        ``prior_strength`` None: from pure noise, no face-mesh prior (and so nothing to blend)."""
         prior = self.face_depth(photo) if prior_strength is not None else None
         out = self.pipe.estimate_depth(
             photo.crop, ensemble_size=ensemble_size, num_inference_steps=steps, depth_prior=prior,
-            prior_strength=prior_strength if prior is not None else 1.0, generator=_generator(seed), callback=callback,
+            prior_strength=prior_strength if prior is not None else 1.0, prior_weight=prior_weight,
+            generator=_generator(seed), callback=callback,
             reference_features=self.reference_features(photo),
         )
         depth, mask = out.depth[0], out.mask[0]

@@ -6,6 +6,7 @@ from portrait.depth import (
     BACKGROUND_CODE,
     MASK_THRESHOLD,
     align_scale_shift,
+    blend_depth,
     code_to_depth,
     colorize_depth,
     complete_depth,
@@ -67,3 +68,34 @@ def test_complete_depth_keeps_the_known_part_and_continues_it():
     np.testing.assert_array_equal(out[:, :8], truth[:, :8])  # kept exactly
     np.testing.assert_allclose(out[:, 8:-2], truth[:, 8:-2], atol=1e-5)  # continued in the same units
     assert np.isnan(out[:, -2:]).all()  # nothing outside the mask
+
+
+def test_blend_depth_averages_an_aligned_prior_in_where_it_exists_and_feathers_its_edge():
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:64, 0:64].astype(np.float32)
+    truth = np.sin(xx / 9.0) + 0.5 * np.cos(yy / 7.0)
+    estimate = truth + rng.normal(0, 0.1, truth.shape).astype(np.float32)
+    estimate[:2] = np.nan  # no estimate there: stays NaN
+    region = (xx - 32) ** 2 + (yy - 32) ** 2 < 20**2
+    prior = np.where(region, 4.0 * (truth + rng.normal(0, 0.1, truth.shape)) - 7.0, np.nan).astype(np.float32)
+
+    np.testing.assert_array_equal(blend_depth(estimate, prior, 0.0), estimate)  # weight 0: the estimate itself
+    out = blend_depth(estimate, prior, 0.5, feather=4)
+    valid = np.isfinite(estimate)
+    assert np.array_equal(np.isfinite(out), valid) and np.nanmin(out) == 0.0 and np.nanmax(out) == 1.0
+
+    def error(d, where):
+        s, b = align_scale_shift(d, truth, where)
+        return np.sqrt(np.mean((s * d[where] + b - truth[where]) ** 2))
+
+    core = (xx - 32) ** 2 + (yy - 32) ** 2 < 15**2  # deeper than the feather
+    # two independent errors of the same size, averaged: sqrt(1/2) of either
+    np.testing.assert_allclose(error(out, core) / error(estimate, core), np.sqrt(0.5), rtol=0.1)
+    outside = valid & ~region
+    s, b = align_scale_shift(out, estimate, outside)
+    np.testing.assert_allclose(s * out[outside] + b, estimate[outside], atol=1e-5)  # untouched (up to the renormalising)
+    # the edge ramps in: the prior's weight there is weight / feather, so the blend moves less than in the core
+    s, b = align_scale_shift(out, estimate, outside)
+    moved = np.abs(s * out + b - estimate)
+    edge = region & ~((xx - 32) ** 2 + (yy - 32) ** 2 < 19**2)
+    assert np.mean(moved[edge]) < 0.5 * np.mean(moved[core])

@@ -53,14 +53,29 @@ def test_eval_command_on_a_tiny_model(tmp_path, tiny_model_dir):
     evaluation.register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["eval", "--model", str(tiny_model_dir), "--data", str(tmp_path / "data"),
                               "--out", str(tmp_path / "eval"), "--steps", "1", "--limit", "2", "--joint-samples", "1",
-                              "--timing-steps", "1"])
+                              "--timing-steps", "1", "--prior-weight", "0.3", "--prior-weight", "1"])
     args.func(args)
     report = (tmp_path / "eval" / "eval.md").read_text()
     for row in ("| model |", "| mean face |", "| face mesh (mediapipe) |", "| face mesh + mean face |",
-                "model + mesh prior 0.5", "Joint generation", "Editing"):
+                "| model + mesh prior 0.5 |", "| model + mesh prior 0.5 + blend 0.3 |",
+                "| model + mesh prior 0.5 + blend 1 |", "Joint generation", "Editing"):
         assert row in report
     assert (tmp_path / "eval" / "contact_sheet.png").is_file()
     import json
 
     summary = json.loads((tmp_path / "eval" / "eval.json").read_text())
     assert summary["samples"] == 2 and summary["depth"]["mean face"]["n"] == 2
+
+
+def test_eval_offset_skips_samples_and_rejects_an_empty_slice(tmp_path, tiny_model_dir):
+    from portrait.data.synthetic import SyntheticSpec, write_dataset
+    from portrait.errors import PortraitError
+
+    write_dataset(tmp_path / "data", SyntheticSpec(identities=4, views=2, size=32, seed=0, test_fraction=0.25))
+    summary = evaluation.evaluate(str(tiny_model_dir), tmp_path / "data", tmp_path / "eval", offset=1, limit=1,
+                                  steps=1, joint_samples=0, timing_steps=1)
+    assert summary["samples"] == 1 and summary["offset"] == 1
+    assert "1 samples after the first 1 at" in (tmp_path / "eval" / "eval.md").read_text()
+    with pytest.raises(PortraitError, match="offset"):
+        evaluation.evaluate(str(tiny_model_dir), tmp_path / "data", tmp_path / "eval", offset=10**6, steps=1,
+                            joint_samples=0)

@@ -5,7 +5,7 @@ import pytest
 import torch
 from diffusers import DDPMScheduler
 
-from portrait.depth import code_to_depth, depth_to_code
+from portrait.depth import blend_depth, code_to_depth, depth_to_code
 from portrait.errors import ModelNotFoundError
 from portrait.pipelines import load_pipeline
 from tests.conftest import random_image, square_depth, tiny_pipeline
@@ -59,6 +59,22 @@ def test_depth_estimation_with_a_given_mask_and_a_prior(pixel_pipe):
         random_image(), num_inference_steps=4, mask=mask, depth_prior=prior, prior_strength=0.5, generator=seeded()
     )
     np.testing.assert_array_equal(out.mask[0], mask)
+
+
+def test_depth_estimation_averages_the_prior_in_where_it_exists(pixel_pipe):
+    """The sampled depth is the same at any ``prior_weight``; the weight only mixes the prior into it, in its region."""
+    image, mask = random_image(seed=5), np.ones((32, 32), bool)
+    yy, xx = np.mgrid[0:64, 0:64].astype(np.float32)
+    prior = np.where((xx - 32) ** 2 + (yy - 32) ** 2 < 24**2, (xx - 32) ** 2 + (yy - 32) ** 2, np.nan)  # a bowl, 64x64
+    run = lambda w: pixel_pipe.estimate_depth(image, num_inference_steps=4, mask=mask, depth_prior=prior,  # noqa: E731
+                                              prior_strength=0.5, prior_weight=w, generator=seeded()).depth[0]
+    alone, blended = run(0.0), run(0.5)
+    small = pixel_pipe._resize_depth(prior)  # the prior at the working resolution (32x32), NaN off it
+    assert small.shape == (32, 32) and np.isfinite(small[16, 16]) and np.isnan(small[0, 0])
+    np.testing.assert_allclose(blended, blend_depth(alone, small, 0.5), atol=1e-6)
+    assert not np.allclose(blended, alone)
+    with pytest.raises(ValueError, match="prior_weight"):
+        pixel_pipe.estimate_depth(image, depth_prior=prior, prior_weight=1.5)
 
 
 @pytest.mark.parametrize("latent", [False, True])

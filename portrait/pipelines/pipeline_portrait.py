@@ -18,7 +18,7 @@ from diffusers import AutoencoderKL, DDIMScheduler, DiffusionPipeline, UNet2DCon
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from ..depth import code_to_depth, complete_depth, depth_to_code, ensemble_depths
+from ..depth import blend_depth, code_to_depth, complete_depth, depth_to_code, ensemble_depths
 from ..models import JointDiffusion, LearnedContext, ReferenceNet, ReferenceState
 
 
@@ -317,6 +317,7 @@ class PortraitPipeline(DiffusionPipeline):
         mask: np.ndarray | None = None,
         depth_prior: np.ndarray | None = None,
         prior_strength: float = 0.6,
+        prior_weight: float = 0.5,
         guidance_scale: float = 1.0,
         generator: torch.Generator | None = None,
         callback: StepCallback | None = None,
@@ -329,20 +330,26 @@ class PortraitPipeline(DiffusionPipeline):
         region; otherwise the model's own depth code says where the face is. ``depth_prior`` ``[H, W]``
         (optional, e.g. the face-mesh depth) starts the depth channels from this depth noised to
         ``prior_strength`` instead of pure noise (SDEdit). A prior that covers only part of the face (a face
-        mesh has no hair, ears or neck) is first completed by one sample from pure noise, aligned to it.
+        mesh has no hair, ears or neck) is first completed by one sample from pure noise, aligned to it. The
+        result is then averaged with the prior where the prior exists, by ``prior_weight`` (0 = the model's
+        depth alone; see :func:`portrait.depth.blend_depth`).
         """
         # 1. Check inputs
         self.check_inputs(image, "image", num_inference_steps, guidance_scale, prior_strength, ensemble_size, "ensemble_size")
         if mask is not None and np.shape(mask)[:2] != (image.height, image.width):
             raise ValueError(f"`mask` has shape {np.shape(mask)} but `image` is {image.height}x{image.width}")
+        if not 0.0 <= prior_weight <= 1.0:
+            raise ValueError(f"`prior_weight` must be in [0, 1], got {prior_weight!r}")
+        prior = None
         if depth_prior is not None:
             self.check_inputs(target_depth=depth_prior)
+            prior = self._resize_depth(depth_prior)  # [R, R], NaN where unknown
         # 2. Sample depth with the RGB held to the image
         rgb = self._image_tensor(image)  # [1, 3, R, R]
         features = self._features(image, reference_features)
         init = None
-        if depth_prior is not None:
-            init = (rgb, self._prior_code(depth_prior, mask, features, rgb, num_inference_steps, guidance_scale, generator))
+        if prior is not None:
+            init = (rgb, self._prior_code(prior, mask, features, rgb, num_inference_steps, guidance_scale, generator))
         _, code = self._sample(
             features, ensemble_size, num_inference_steps, guidance_scale, generator,
             known_rgb=rgb, init=init, strength=prior_strength if init else 1.0, callback=callback,
@@ -356,22 +363,22 @@ class PortraitPipeline(DiffusionPipeline):
         # 4. Ensemble: align members by scale and shift, median, spread
         members = np.stack([code_to_depth(c, np.ones_like(face))[0] for c in code])  # [E, R, R]
         merged = ensemble_depths(members, face)
+        # 5. Where the prior exists, the average of the two
+        depth = merged.depth if prior is None else blend_depth(merged.depth, np.where(face, prior, np.nan), prior_weight)
         return PortraitPipelineOutput(
             images=[image.resize((self.resolution,) * 2, PIL.Image.Resampling.LANCZOS)],
-            depth=merged.depth[None], mask=face[None], uncertainty=merged.uncertainty[None],
+            depth=depth[None], mask=face[None], uncertainty=merged.uncertainty[None],
         )
 
-    def _prior_code(self, depth_prior, mask, features, rgb, steps, guidance_scale, generator) -> torch.Tensor:
-        """The prior's depth code ``[1, 1, R, R]``; its gaps inside the face first filled by one sample."""
-        code, held = self._depth_tensor(depth_prior, None)
-        held = held[0, 0].cpu().numpy() > 0
+    def _prior_code(self, prior, mask, features, rgb, steps, guidance_scale, generator) -> torch.Tensor:
+        """The depth code ``[1, 1, R, R]`` of ``prior`` ``[R, R]``; its gaps inside the face first filled by one sample."""
+        held = np.isfinite(prior)
         face = self._resize_mask(mask) if mask is not None else None
-        if face is not None and held[face].all():
-            return code
-        prior = code_to_depth(code[0, 0].float().cpu().numpy(), held)[0]
-        _, first = self._sample(features, 1, steps, guidance_scale, generator, known_rgb=rgb)
-        estimate, own = code_to_depth(first[0, 0].float().cpu().numpy(), face)
-        return self._depth_tensor(complete_depth(prior, estimate, own | held), None)[0]
+        if face is None or not held[face].all():
+            _, first = self._sample(features, 1, steps, guidance_scale, generator, known_rgb=rgb)
+            estimate, own = code_to_depth(first[0, 0].float().cpu().numpy(), face)
+            prior = complete_depth(prior, estimate, own | held)
+        return self._depth_tensor(prior, None)[0]
 
     def edit(
         self,
@@ -415,6 +422,19 @@ class PortraitPipeline(DiffusionPipeline):
     __call__ = generate
 
     # --- outputs --------------------------------------------------------------------------------------------
+
+    def _resize_depth(self, depth: np.ndarray) -> np.ndarray:
+        """Relative depth ``[H, W]`` (NaN = unknown) at the working resolution; NaN where under half is known."""
+        depth = np.asarray(depth, dtype=np.float32)
+        r = self.resolution
+        if depth.shape == (r, r):
+            return depth
+        known = np.isfinite(depth)
+        d = torch.from_numpy(np.where(known, depth, 0.0).astype(np.float32))[None, None]
+        m = torch.from_numpy(known.astype(np.float32))[None, None]
+        d, m = (F.interpolate(t, size=(r, r), mode="area") for t in (d, m))
+        out = (d / m.clamp_min(1e-6))[0, 0].numpy()
+        return np.where(m[0, 0].numpy() >= 0.5, out, np.nan).astype(np.float32)
 
     def _resize_mask(self, mask: np.ndarray) -> np.ndarray:
         m = torch.from_numpy(np.asarray(mask, dtype=np.float32))[None, None]
