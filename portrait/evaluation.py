@@ -312,11 +312,12 @@ def _default_distance() -> float:
 
 def markdown_report(summary: dict, columns: list[str] | None = None) -> str:
     """The evaluation as markdown tables."""
+    after = f" after the first {summary['offset']}" if summary.get("offset") else ""
     lines = [
         f"# Evaluation: {summary['model']}",
         "",
         f"Data `{summary['data']}`, split `{summary['split']}`: {summary['samples']} samples"
-        f"{' after the first %d' % summary['offset'] if summary.get('offset') else ''} at "
+        f"{after} at "
         f"{summary['resolution']}x{summary['resolution']} ({summary['skipped']} skipped, {summary['no_mesh']} without a "
         f"detected face mesh). {summary['steps']} denoising steps, ensemble {summary['ensemble']}, seed {summary['seed']}.",
         "RMSE / MAE: after least-squares scale and shift inside the evaluated region, in units of the depth range "
