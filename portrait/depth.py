@@ -137,15 +137,15 @@ def blend_depth(estimate: np.ndarray, prior: np.ndarray, weight: float = 0.5, fe
     valid = np.isfinite(estimate)
     if weight <= 0 or region.sum() < 2:
         return estimate
-    feather = max(1, round(min(estimate.shape) / 32)) if feather is None else feather
-    # how deep inside the region each pixel is, in (city-block) pixels, by repeated erosion
+    feather = max(1, round(min(estimate.shape) / 32) if feather is None else feather)
+    # how deep inside the region each pixel is, in (city-block) pixels up to the feather, by repeated erosion
     inside = np.zeros(estimate.shape, np.float32)
     core = region
-    for _ in range(max(feather, 1)):
+    for _ in range(feather):
         inside += core
         p = np.pad(core, 1)
         core = core & p[:-2, 1:-1] & p[2:, 1:-1] & p[1:-1, :-2] & p[1:-1, 2:]
-    w = weight * np.minimum(inside / max(feather, 1), 1.0)
+    w = weight * inside / feather
     scale, shift = align_scale_shift(prior, estimate, region)
     out = np.where(region, (1 - w) * estimate + w * (scale * np.nan_to_num(prior) + shift), estimate)
     lo, hi = float(out[valid].min()), float(out[valid].max())

@@ -219,7 +219,7 @@ def evaluate(model: str | None, data: str | Path, out: str | Path, split: str = 
             with torch.no_grad():
                 code = torch.from_numpy(depth_to_code(gt, mask))[None, None].to(pipe.device, pipe.unet.dtype)
                 z = pipe.model.encode_depth(code)
-                floor = code_to_depth(pipe.model.decode(torch.cat([z, z], 1))[1][0, 0].float().cpu().numpy(), mask)[0]
+                floor = code_to_depth(pipe.model.decode_depth(z)[0, 0].float().cpu().numpy(), mask)[0]
             acc.add("VAE round trip of the ground truth", depth_scores(floor, gt, mask, camera_distance=camera_distance))
             acc.add("VAE round trip of the ground truth [mesh region]", depth_scores(floor, gt, mask, region, camera_distance)
                     if region is not None else None)
@@ -227,19 +227,15 @@ def evaluate(model: str | None, data: str | Path, out: str | Path, split: str = 
         g = torch.Generator().manual_seed(seed + k)
         pred = pipe.estimate_depth(image, ensemble_size=ensemble, num_inference_steps=steps, mask=mask, generator=g)
         predictions["model"] = pred.depth[0]
+        prior = np.where(mask, mesh, np.nan) if mesh is not None else np.full(gt.shape, np.nan, np.float32)
         for s in prior_strengths:
-            g = torch.Generator().manual_seed(seed + k)
-            if mesh is not None:  # sampled once unblended; each weight is the pipeline's own blend of it
-                p = pipe.estimate_depth(image, ensemble_size=ensemble, num_inference_steps=steps, mask=mask,
-                                        depth_prior=mesh, prior_strength=s, prior_weight=0.0, generator=g)
-                predictions[f"model + mesh prior {s:g}"] = p.depth[0]
-                for w in prior_weights:
-                    predictions[f"model + mesh prior {s:g} + blend {w:g}"] = blend_depth(
-                        p.depth[0], np.where(mask, mesh, np.nan), w)
-            else:  # no mesh: the prior cannot be used, the model starts from noise
-                predictions[f"model + mesh prior {s:g}"] = predictions["model"]
-                for w in prior_weights:
-                    predictions[f"model + mesh prior {s:g} + blend {w:g}"] = predictions["model"]
+            # no mesh: the prior cannot be used, the model starts from noise (and blending leaves it as it is)
+            base = predictions["model"] if mesh is None else pipe.estimate_depth(
+                image, ensemble_size=ensemble, num_inference_steps=steps, mask=mask, depth_prior=mesh,
+                prior_strength=s, prior_weight=0.0, generator=torch.Generator().manual_seed(seed + k)).depth[0]
+            predictions[f"model + mesh prior {s:g}"] = base
+            for w in prior_weights:  # sampled once unblended; each weight is the pipeline's own blend of it
+                predictions[f"model + mesh prior {s:g} + blend {w:g}"] = blend_depth(base, prior, w)
         for name, p in predictions.items():
             acc.add(name, depth_scores(p, gt, mask, camera_distance=camera_distance))
             acc.add(f"{name} [mesh region]", depth_scores(p, gt, mask, region, camera_distance)

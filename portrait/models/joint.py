@@ -85,14 +85,22 @@ class JointDiffusion(torch.nn.Module):
     def encode(self, rgb: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.encode_rgb(rgb), self.encode_depth(code)], dim=1)
 
+    def _vae_decode(self, z: torch.Tensor) -> torch.Tensor:
+        sf = self.vae.config.scaling_factor
+        return self.vae.decode((z / sf).to(self.vae.dtype)).sample.to(z.dtype)
+
+    def decode_rgb(self, z: torch.Tensor) -> torch.Tensor:
+        """``[B, c_rgb, h, w]`` -> RGB ``[B, 3, H, W]``, clamped to [-1, 1]."""
+        return (self._vae_decode(z) if self.vae is not None else z).clamp(-1, 1)
+
+    def decode_depth(self, z: torch.Tensor) -> torch.Tensor:
+        """``[B, c_depth, h, w]`` -> depth code ``[B, 1, H, W]`` (the mean of the VAE's three channels), in [-1, 1]."""
+        return (self._vae_decode(z).mean(dim=1, keepdim=True) if self.vae is not None else z).clamp(-1, 1)
+
     def decode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``[B, c_rgb + c_depth, h, w]`` -> (RGB ``[B, 3, H, W]``, depth code ``[B, 1, H, W]``), clamped to [-1, 1]."""
         rgb, depth = x.split([self.rgb_channels, self.depth_channels], dim=1)
-        if self.vae is not None:
-            sf = self.vae.config.scaling_factor
-            rgb = self.vae.decode((rgb / sf).to(self.vae.dtype)).sample.to(x.dtype)
-            depth = self.vae.decode((depth / sf).to(self.vae.dtype)).sample.to(x.dtype).mean(dim=1, keepdim=True)
-        return rgb.clamp(-1, 1), depth.clamp(-1, 1)
+        return self.decode_rgb(rgb), self.decode_depth(depth)
 
     # --- conditioning ---------------------------------------------------------------------------------------
 
