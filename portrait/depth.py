@@ -154,6 +154,54 @@ def blend_depth(estimate: np.ndarray, prior: np.ndarray, weight: float = 0.5, fe
     return out
 
 
+def resize_depth(depth: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """Depth ``[H, W]`` (NaN = none) area-averaged to ``size`` (int = square, or ``(width, height)``); NaN where
+    under half of a pixel's area is known. Units kept."""
+    import cv2
+
+    size = (size, size) if np.isscalar(size) else tuple(size)
+    depth = np.asarray(depth, dtype=np.float32)
+    known = np.isfinite(depth).astype(np.float32)
+    total = cv2.resize(np.where(known > 0, depth, 0).astype(np.float32), size, interpolation=cv2.INTER_AREA)
+    cover = cv2.resize(known, size, interpolation=cv2.INTER_AREA)
+    return np.where(cover >= 0.5, total / np.maximum(cover, 1e-6), np.nan).astype(np.float32)
+
+
+def upsample_depth(
+    depth: np.ndarray, guide: np.ndarray, radius: int | None = None, eps: tuple[float, float] = (1e-2, 1e-4)
+) -> tuple[np.ndarray, np.ndarray]:
+    """Depth ``[h, w]`` (NaN = none) -> ``(depth, mask)`` at the guide's ``[H, W]``, edges on the guide's edges.
+
+    The one edge-aware upsampling of the project (a guided filter, He et al., guided by ``guide`` ``[H, W, 3]``
+    uint8, e.g. the photo): the depth (its gaps first filled from the nearest known pixel) and the mask are
+    resized bilinearly, then filtered with the photo as the guide, so a depth edge or the silhouette that the
+    low resolution put a few pixels off moves onto the photo's own edge. ``radius`` defaults to the size of one
+    low-resolution pixel (at least 2); ``eps`` (depth, mask) is the filter's regularisation: larger for the depth,
+    so the photo's texture (hair, skin) does not print into it. The mask is where the filtered coverage is at
+    least 1/2. Units kept.
+    """
+    import cv2
+    from scipy import ndimage
+
+    depth = np.asarray(depth, dtype=np.float32)
+    guide = np.asarray(guide, dtype=np.uint8)
+    height, width = guide.shape[:2]
+    known = np.isfinite(depth)
+    if not known.any():
+        return np.full((height, width), np.nan, np.float32), np.zeros((height, width), bool)
+    nearest = ndimage.distance_transform_edt(~known, return_distances=False, return_indices=True)
+    filled = depth[tuple(nearest)]
+    lo, hi = float(filled.min()), float(filled.max())
+    unit = (filled - lo) / max(hi - lo, 1e-12)
+    radius = radius or max(2, round(width / depth.shape[1]))
+    up = [cv2.resize(a.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR) for a in (unit, known)]
+    gray = cv2.cvtColor(guide, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
+    unit, coverage = (cv2.ximgproc.guidedFilter(gray, a, radius, e) for a, e in zip(up, eps))
+    mask = coverage >= 0.5
+    out = np.where(mask, lo + unit * (hi - lo), np.nan).astype(np.float32)
+    return out, mask
+
+
 # --- exchange formats -------------------------------------------------------------------------------------
 
 

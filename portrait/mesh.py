@@ -56,6 +56,7 @@ def depth_to_mesh(
     edge_threshold: float | None = DEFAULT_EDGE_THRESHOLD,
     depth_range: float | None = DEFAULT_DEPTH_RANGE,
     max_faces: int | None = None,
+    parts: np.ndarray | None = None,
     smooth_iterations: int = 0,
     estimate_normals: bool = False,
 ) -> trimesh.Trimesh:
@@ -77,12 +78,18 @@ def depth_to_mesh(
         depth_range: near-to-far extent in units for relative depth; None = use the values as camera z.
         max_faces: subsample the pixel grid (every k-th row and column) so the mesh has at most this
             many triangles; None = full resolution.
+        parts: optional ``[H, W]`` non-negative integer labels: the mesh is cut along the parts' borders
+            (e.g. the lips, so a mouth can open). A triangle belongs to the highest part among its corners, and
+            each part has its own copy of a border vertex, so the parts meet without a gap until moved apart.
+            ``vertex_attributes["part"]`` [N] is each vertex's part.
         smooth_iterations: Taubin smoothing iterations (open3d); 0 = none.
         estimate_normals: compute vertex normals with open3d (otherwise trimesh computes them on demand).
 
     Returns:
         ``trimesh.Trimesh`` with ``vertices`` [N, 3] in units (camera frame), ``faces`` [F, 3] and,
         when ``rgb`` is given, ``visual.vertex_colors`` [N, 4] uint8. Unused pixels are not vertices.
+        ``vertex_attributes["pixel"]`` [N, 2] float32 is each vertex's pixel centre ``(x, y)`` in the depth
+        map (continuous coordinates), so a moved mesh still knows where its colours came from.
     """
     # 1. Check inputs
     depth = np.asarray(depth, dtype=np.float32)
@@ -140,11 +147,13 @@ def depth_to_mesh(
         keep &= jump <= edge_threshold * stride
     faces = faces[keep]
 
-    # 7. Keep only the vertices that triangles use, with their colours
-    used = np.zeros(gh * gw, dtype=bool)
-    used[faces.ravel()] = True
-    remap = np.cumsum(used) - 1
-    faces = remap[faces].astype(np.int64)
+    # 7. One vertex per pixel and part (a triangle belongs to the highest part among its corners, so parts
+    #    meet without a gap but move apart freely), only those that triangles use, with their colours
+    labels = np.zeros(gh * gw, np.int64) if parts is None else np.asarray(parts, np.int64)[np.ix_(rows, cols)].ravel()
+    count = int(labels.max()) + 1
+    keys, faces = np.unique(faces * count + labels[faces].max(axis=1, keepdims=True), return_inverse=True)
+    faces = faces.reshape(-1, 3)
+    used, part = keys // count, keys % count  # each vertex's grid pixel and part
     vertices = vertices[used]
     colors = None
     if rgb is not None:
@@ -152,6 +161,10 @@ def depth_to_mesh(
         colors = np.concatenate([colors, np.full((len(colors), 1), 255, np.uint8)], axis=1)
 
     mesh = trimesh.Trimesh(vertices=vertices, faces=faces, vertex_colors=colors, process=False)
+    pixel = np.stack(np.meshgrid(cols + 0.5, rows + 0.5), axis=-1).reshape(-1, 2)[used]
+    mesh.vertex_attributes["pixel"] = pixel.astype(np.float32)
+    if parts is not None:
+        mesh.vertex_attributes["part"] = part.astype(np.int32)
     if smooth_iterations > 0 or estimate_normals:
         mesh = _open3d_postprocess(mesh, smooth_iterations, estimate_normals)
     return mesh
@@ -187,6 +200,7 @@ def _open3d_postprocess(
         vertex_colors=colors,
         process=False,
     )
+    out.vertex_attributes.update(mesh.vertex_attributes)
     return out
 
 
@@ -196,6 +210,8 @@ def _open3d_postprocess(
 def _export_copy(mesh: trimesh.Trimesh, centre: bool = False) -> trimesh.Trimesh:
     """A copy in the glTF axes (y up, z towards the viewer), optionally centred on its bounding box."""
     out = mesh.copy()
+    for bookkeeping in ("pixel", "part"):  # the build's, not part of the exchange formats
+        out.vertex_attributes.pop(bookkeeping, None)
     out.apply_transform(_TO_EXPORT_FRAME)
     if centre and len(out.vertices):
         out.apply_translation(-out.bounds.mean(axis=0))

@@ -25,6 +25,7 @@ from .face import (
 )
 from .imageio import load_image
 from .pipelines import PortraitPipeline, ReferenceFeatures
+from .scene import HeadLayer, View, build_head_layer, hole_depth, render
 
 ALIGN_SIZE = 512  # landmarks, face mesh and paste-back work on a crop this large; the model gets it resized
 # Depth estimation starts from the face-mesh depth noised to this strength (SDEdit) rather than pure noise,
@@ -32,6 +33,11 @@ ALIGN_SIZE = 512  # landmarks, face mesh and paste-back work on a crop this larg
 # on held-out identities apart from those the model card reports (`python -m portrait eval --offset 64`).
 DEFAULT_PRIOR_STRENGTH = 0.7
 DEFAULT_PRIOR_WEIGHT = 0.7
+EDIT_METHODS = ("warp", "regenerate")
+# Editing by warping: the head's depth (estimated once per photo) with this budget, and the holes painted by
+# the joint model from the pre-filled image noised to this strength
+LAYER_ENSEMBLE, LAYER_STEPS = 2, 10
+FILL_STRENGTH = 0.7
 
 
 @dataclass
@@ -46,6 +52,8 @@ class Photo:
         message: a note for the user (e.g. several faces were found and the largest was taken).
         features: the reference network's output for the crop, per model (filled on first use, so every
             later job and slider move skips that pass).
+        layers: the photo lifted into 3-D for editing (:class:`portrait.scene.HeadLayer`), per model (filled on
+            the first edit, from that model's depth).
     """
 
     image: PIL.Image.Image
@@ -54,12 +62,14 @@ class Photo:
     mesh: FaceMesh | None = None
     message: str | None = None
     features: dict[int, ReferenceFeatures] = field(default_factory=dict, repr=False)
+    layers: dict[int, HeadLayer] = field(default_factory=dict, repr=False)
 
-    def paste_back(self, result: PIL.Image.Image, mask: np.ndarray | None = None) -> PIL.Image.Image:
-        """A crop-space result blended into the full photo (the result itself when there is no alignment)."""
+    def paste_back(self, result: PIL.Image.Image, mask: np.ndarray | None = None, **kwargs) -> PIL.Image.Image:
+        """A crop-space result blended into the full photo (the result itself when there is no alignment);
+        ``kwargs`` go to :meth:`AlignedFace.paste_back` (e.g. ``feather``)."""
         if self.face is None:
             return result
-        return self.face.paste_back(self.image, result, mask=mask)
+        return self.face.paste_back(self.image, result, mask=mask, **kwargs)
 
 
 @dataclass
@@ -184,12 +194,66 @@ class Studio:
             composite=photo.paste_back(_depth_image(depth), mask),
         )
 
+    def head_layer(self, photo: Photo) -> HeadLayer:
+        """The photo's head and neck lifted into 3-D by this model's depth: built once per photo and model."""
+        key = id(self.pipe)
+        if key not in photo.layers:
+            if photo.face is None:
+                raise PortraitError("editing by pose and expression needs a face: prepare the photo with align=True")
+            depth = self.estimate_depth(photo, ensemble_size=LAYER_ENSEMBLE, steps=LAYER_STEPS)
+            photo.layers[key] = build_head_layer(photo.image, photo.face, depth.depth)
+        return photo.layers[key]
+
     def edit(
         self, photo: Photo, controls: FaceControls | None = None, target_depth: np.ndarray | None = None,
-        strength: float = 0.8, steps: int = 20, guidance: float = 2.0, seed: int = 0, callback=None,
+        method: str = "warp", strength: float = 0.8, steps: int = 20, guidance: float = 2.0, seed: int = 0,
+        callback=None,
     ) -> PortraitResult:
-        """The photo's person re-rendered to a new face shape: the face mesh under ``controls`` (pose and
-        expression), or an explicit ``target_depth`` ``[H, W]`` of the crop."""
+        """The photo's person moved to a new pose and expression.
+
+        ``method="warp"`` (default): the photo's own pixels move in 3-D (:mod:`portrait.scene`) and the joint model
+        paints only what the photo never showed, with its depth known; zero controls return the photo unchanged.
+        The result is at the output crop's size (at least 512 px). ``method="regenerate"``: the whole face crop
+        is re-sampled by the model (SDEdit at ``strength``) to follow the face mesh under ``controls`` or an
+        explicit ``target_depth`` ``[H, W]`` of the crop, at the model's resolution; the model's own look
+        replaces the photo's. ``steps``, ``guidance`` and ``seed`` drive the model in both.
+        """
+        if method not in EDIT_METHODS:
+            raise PortraitError(f"unknown editing method {method!r}; choose one of {', '.join(EDIT_METHODS)}")
+        if method == "regenerate" or target_depth is not None:
+            return self._regenerate(photo, controls, target_depth, strength, steps, guidance, seed, callback)
+        view = render(self.head_layer(photo), controls or FaceControls())
+        image = self._fill_holes(photo, view, steps, guidance, seed, callback)
+        grow = max(1, view.changed.shape[0] // 256)
+        composite = photo.image.copy()
+        if view.changed.any():  # only where the head was or is: a narrow seam, the rest of the photo untouched
+            composite = photo.paste_back(PIL.Image.fromarray(image), _dilate(view.changed, grow), feather=grow / 256)
+        mask = np.isfinite(view.depth)
+        return PortraitResult(
+            image=PIL.Image.fromarray(image), depth=view.depth, mask=mask, target_depth=view.depth,
+            composite=composite, extras={"holes": PIL.Image.fromarray(view.holes.astype(np.uint8) * 255)},
+        )
+
+    def _fill_holes(self, photo: Photo, view: View, steps: int, guidance: float, seed: int, callback) -> np.ndarray:
+        """``view.image`` with its holes painted by the joint model (RGB known outside them, depth known
+        everywhere), composited into the holes only and colour-matched to their surroundings."""
+        from .compositing import composite, prefill
+
+        if not view.holes.any():
+            return view.image
+        size = view.holes.shape[0]
+        start = prefill(view.image, view.holes, radius_px=size / 128)
+        out = self.pipe.inpaint(
+            photo.crop, rgb=start, rgb_known=~view.holes, depth=hole_depth(view),
+            depth_known=np.ones_like(view.holes), strength=FILL_STRENGTH, num_inference_steps=steps,
+            guidance_scale=guidance, generator=_generator(seed), callback=callback,
+            reference_features=self.reference_features(photo),
+        )
+        painted = np.asarray(out.images[0].resize((size, size), PIL.Image.Resampling.BICUBIC))
+        return composite(start, painted, view.holes, feather_px=size / 128, ring_px=size / 64)
+
+    def _regenerate(self, photo, controls, target_depth, strength, steps, guidance, seed, callback) -> PortraitResult:
+        """The whole face crop re-sampled by the model to follow a target depth (see :meth:`edit`)."""
         if target_depth is None:
             target_depth = self.face_depth(photo, controls or FaceControls())
             if target_depth is None:

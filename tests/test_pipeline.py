@@ -91,7 +91,7 @@ def test_pixel_mode_known_channels_are_exact_in_the_sampled_representation(pixel
     """RePaint replacement: after the last step the known channels hold the clean value, bit for bit."""
     image = random_image(seed=5)
     rgb = pixel_pipe._image_tensor(image)
-    got_rgb, _ = pixel_pipe._sample(pixel_pipe.encode_reference(image), 2, 3, 1.0, seeded(), known_rgb=rgb)
+    got_rgb, _ = pixel_pipe._sample(pixel_pipe.encode_reference(image), 2, 3, 1.0, seeded(), rgb=rgb)
     torch.testing.assert_close(got_rgb, rgb.expand(2, -1, -1, -1).clamp(-1, 1), rtol=0, atol=0)
 
 

@@ -228,13 +228,15 @@ def apply_controls(mesh: FaceMesh, controls: FaceControls) -> FaceMesh:
 
     # 2. Pose: rotate about the head's centre, in the head's own axes
     if controls.yaw or controls.pitch or controls.roll:
-        rot_local = (
-            _rotation("z", controls.roll) @ _rotation("x", -controls.pitch) @ _rotation("y", -controls.yaw)
-        )
-        rot = frame.axes.T @ rot_local @ frame.axes  # the same rotation in the camera frame
         centred = vertices - frame.origin
-        vertices = vertices + centred @ (rot - np.eye(3)).T
+        vertices = vertices + centred @ (pose_rotation(frame, controls) - np.eye(3)).T
     return mesh.copy(vertices=vertices)
+
+
+def pose_rotation(frame: FaceFrame, controls: FaceControls) -> np.ndarray:
+    """``[3, 3]`` camera-frame rotation of the controls' yaw, pitch and roll, taken in the head's own axes."""
+    local = _rotation("z", controls.roll) @ _rotation("x", -controls.pitch) @ _rotation("y", -controls.yaw)
+    return frame.axes.T @ local @ frame.axes
 
 
 def expression_weights(mesh: FaceMesh, name: str) -> np.ndarray:

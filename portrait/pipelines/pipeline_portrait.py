@@ -1,8 +1,10 @@
-"""One diffusers pipeline, three jobs: joint generation, depth estimation and depth-driven editing.
+"""One diffusers pipeline, four jobs: joint generation, depth estimation, depth-driven editing and inpainting.
 
-All three sample the same joint RGB + depth representation (see ``JointDiffusion``); they differ only in
-which channels are *known*. Known channels are replaced at every step by their clean value noised to the
-current timestep (RePaint-style channel-wise inpainting), optionally inside a mask only.
+All four sample the same joint RGB + depth representation (see ``JointDiffusion``) in one sampler; they
+differ only in which pixels of which modality are *known*: nothing (generation), all of the RGB (depth
+estimation), the depth inside a mask (editing), or any per-pixel mix (inpainting, e.g. hole filling: RGB
+known outside the holes, depth known everywhere). Known parts are blended in at every step (Blended Latent
+Diffusion / RePaint); see ``PortraitPipeline._sample`` for how they are held.
 """
 
 from __future__ import annotations
@@ -18,8 +20,11 @@ from diffusers import AutoencoderKL, DDIMScheduler, DiffusionPipeline, UNet2DCon
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
+from ..compositing import composite, prefill
 from ..depth import blend_depth, code_to_depth, complete_depth, depth_to_code, ensemble_depths
 from ..models import JointDiffusion, LearnedContext, ReferenceNet, ReferenceState
+
+FEATHER, RING = 1 / 64, 1 / 16  # inpainting's composite: feather and colour-match ring, x the resolution
 
 
 @dataclass
@@ -57,6 +62,12 @@ class ReferenceFeatures:
 StepCallback = Callable[[int, int], None]  # (steps done, total steps)
 
 
+def known_cells(known: torch.Tensor, factor: int) -> torch.Tensor:
+    """Pixel known mask ``[B, 1, H, W]`` (1 = known) -> the representation grid ``[B, 1, H / f, W / f]``: a cell
+    is known only if all of its ``f x f`` pixels are (max-pooling of the unknown mask)."""
+    return 1 - F.max_pool2d(1 - known, factor)
+
+
 class PortraitPipeline(DiffusionPipeline):
     """Joint RGB + depth portrait diffusion with a reference network for identity.
 
@@ -64,9 +75,10 @@ class PortraitPipeline(DiffusionPipeline):
     ``vae`` (latent mode; without it the model works on pixels), and exactly one of ``image_encoder`` (CLIP
     image embedding of the reference as cross-attention context) or ``context_embedding`` (learned).
 
-    ``clean_known``: how known channels are held while sampling. False (RePaint): replaced at every step by
-    their clean value noised to the current timestep. True: given clean at every step, for a model trained
-    with conditional jobs in its task mix (see ``JointDiffusion.training_loss``).
+    ``clean_known``: how a modality known *everywhere* is held while sampling. False (RePaint): replaced at
+    every step by its clean value noised to the current timestep. True: given clean at every step, for a
+    model trained with conditional jobs in its task mix (see ``JointDiffusion.training_loss``). A modality
+    known only in part is always re-noised (the model never saw half-clean inputs).
     """
 
     _optional_components = ["vae", "image_encoder", "context_embedding"]
@@ -115,9 +127,17 @@ class PortraitPipeline(DiffusionPipeline):
         target_depth: np.ndarray | None = None,
         mask: np.ndarray | None = None,
         init_image=None,
+        rgb=None,
+        rgb_known: np.ndarray | None = None,
+        depth: np.ndarray | None = None,
+        depth_known: np.ndarray | None = None,
     ) -> None:
         """Raise ``ValueError`` naming the argument for anything the pipeline cannot use."""
-        for name, img in ((image_name, image), ("init_image", init_image)):
+        if isinstance(rgb, np.ndarray):
+            if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+                raise ValueError(f"`rgb` must be a PIL.Image or uint8 [H, W, 3] array, got {rgb.dtype} {rgb.shape}")
+            rgb = PIL.Image.fromarray(rgb)
+        for name, img in ((image_name, image), ("init_image", init_image), ("rgb", rgb)):
             if img is None:
                 continue
             if not isinstance(img, PIL.Image.Image):
@@ -139,36 +159,54 @@ class PortraitPipeline(DiffusionPipeline):
             raise ValueError(f"`strength` must be in [0, 1], got {strength!r}")
         if not isinstance(count, int) or count < 1:
             raise ValueError(f"`{count_name}` must be an integer >= 1, got {count!r}")
-        if target_depth is not None:
-            target_depth = np.asarray(target_depth)
-            if target_depth.ndim != 2 or target_depth.shape[0] != target_depth.shape[1]:
-                raise ValueError(f"`target_depth` must be a square [H, W] array, got shape {target_depth.shape}")
-            if not np.isfinite(target_depth).any():
-                raise ValueError("`target_depth` has no finite value: nothing to edit towards")
-            if mask is not None and np.shape(mask) != target_depth.shape:
-                raise ValueError(f"`mask` has shape {np.shape(mask)} but `target_depth` has shape {target_depth.shape}")
-        elif mask is not None:
-            raise ValueError("`mask` was given without `target_depth`")
+        for name, d in (("target_depth", target_depth), ("depth", depth)):
+            if d is None:
+                continue
+            d = np.asarray(d)
+            if d.ndim != 2 or d.shape[0] != d.shape[1]:
+                raise ValueError(f"`{name}` must be a square [H, W] array, got shape {d.shape}")
+            if not np.isfinite(d).any():
+                raise ValueError(f"`{name}` has no finite value: nothing is known")
+        if rgb is not None and depth is not None and np.shape(depth) != (rgb.height, rgb.width):
+            raise ValueError(f"`depth` has shape {np.shape(depth)} but `rgb` is {rgb.height}x{rgb.width}")
+        # each known mask: 2-D, over the pixels of what it masks
+        for name, known, of, data in (
+            ("mask", mask, "target_depth", target_depth), ("rgb_known", rgb_known, "rgb", rgb),
+            ("depth_known", depth_known, "depth", depth),
+        ):
+            if known is None:
+                continue
+            if data is None:
+                raise ValueError(f"`{name}` was given without `{of}`")
+            shape = (data.height, data.width) if isinstance(data, PIL.Image.Image) else np.shape(data)
+            if np.ndim(known) != 2:
+                raise ValueError(f"`{name}` must be a 2-D [H, W] mask, got shape {np.shape(known)}")
+            if np.shape(known) != shape:
+                raise ValueError(f"`{name}` has shape {np.shape(known)} but `{of}` has shape {shape}")
+
+    def _at_resolution(self, image: PIL.Image.Image) -> PIL.Image.Image:
+        """``image`` resized to ``R x R`` (Lanczos), unchanged if it is already."""
+        r = self.resolution
+        return image if image.size == (r, r) else image.resize((r, r), PIL.Image.Resampling.LANCZOS)
 
     def _image_tensor(self, image: PIL.Image.Image) -> torch.Tensor:
         """PIL RGB -> ``[1, 3, R, R]`` in [-1, 1] on the pipeline's device."""
-        r = self.resolution
-        if image.size != (r, r):
-            image = image.resize((r, r), PIL.Image.Resampling.LANCZOS)
-        x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)[None]
-        return x.to(self.device, self.unet.dtype)
+        x = np.asarray(self._at_resolution(image), dtype=np.float32) / 127.5 - 1.0
+        return torch.from_numpy(x).permute(2, 0, 1)[None].to(self.device, self.unet.dtype)
 
     def _depth_tensor(self, depth: np.ndarray, mask: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Relative depth ``[H, W]`` (+ mask) -> depth code ``[1, 1, R, R]`` and mask ``[1, 1, R, R]`` (float)."""
+        """Relative depth ``[H, W]`` + where it is known (default: where finite) -> depth code ``[1, 1, R, R]`` and
+        known mask ``[1, 1, R, R]`` (float; see :meth:`_resize_known`). A NaN where the depth is known is known
+        to be *no head*: the background code."""
         depth = np.asarray(depth, dtype=np.float32)
-        mask = np.isfinite(depth) if mask is None else (np.asarray(mask, dtype=bool) & np.isfinite(depth))
-        code = torch.from_numpy(depth_to_code(depth, mask))[None, None]
-        m = torch.from_numpy(mask.astype(np.float32))[None, None]
+        mask = np.isfinite(depth) if mask is None else np.asarray(mask, dtype=bool)
+        code = torch.from_numpy(depth_to_code(depth, mask & np.isfinite(depth)))[None, None]
         r = self.resolution
         if code.shape[-1] != r:
             code = F.interpolate(code, size=(r, r), mode="bilinear", align_corners=False, antialias=True)
-            m = (F.interpolate(m, size=(r, r), mode="area") >= 0.5).float()
-            code = torch.where(m > 0, code, torch.ones_like(code))
+            mask = self._resize_known(mask)
+            code = torch.where(torch.from_numpy(mask), code, torch.ones_like(code))
+        m = torch.from_numpy(mask.astype(np.float32))[None, None]
         return code.to(self.device, self.unet.dtype), m.to(self.device, self.unet.dtype)
 
     @staticmethod
@@ -198,18 +236,33 @@ class PortraitPipeline(DiffusionPipeline):
         num_inference_steps: int,
         guidance_scale: float,
         generator: torch.Generator | None,
-        known_rgb: torch.Tensor | None = None,
-        known_depth: torch.Tensor | None = None,
-        depth_mask: torch.Tensor | None = None,
+        rgb: torch.Tensor | None = None,
+        rgb_known: torch.Tensor | None = None,
+        depth: torch.Tensor | None = None,
+        depth_known: torch.Tensor | None = None,
         init: tuple[torch.Tensor, torch.Tensor] | None = None,
         strength: float = 1.0,
         callback: StepCallback | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Sample ``count`` joint representations; return (RGB ``[N, 3, R, R]``, depth code ``[N, 1, R, R]``).
 
-        ``reference``: identity (the reference network's output, computed once). ``known_rgb`` ``[1, 3, R, R]`` / ``known_depth``
-        ``[1, 1, R, R]`` (+ ``depth_mask``): channels held to the given value. ``init`` (RGB, depth code):
-        start from this, noised to ``strength`` (SDEdit); ``strength`` 1 = from pure noise.
+        The one sampler of every job. ``reference``: identity (the reference network's output, computed once).
+        Known parts, per modality and per pixel: ``rgb`` ``[1, 3, R, R]`` in [-1, 1] with ``rgb_known``
+        ``[1, 1, R, R]`` (1 = known, 0 = sampled; ``None`` = known everywhere), ``depth`` code ``[1, 1, R, R]``
+        with ``depth_known`` likewise; a modality not given is sampled everywhere. In latent mode a pixel mask
+        goes to the latent grid by :func:`known_cells` (a cell with any unknown pixel is unknown). After every
+        step the known part is blended in, ``x = known * target_t + (1 - known) * x`` (Blended Latent
+        Diffusion / RePaint), with the target held by this rule:
+
+        - a modality known everywhere: its clean value if the config's ``clean_known`` (how the model was
+          trained, see ``JointDiffusion.training_loss``), else its clean value noised to the sample's timestep
+          (``scheduler.add_noise``, fresh noise every step);
+        - a modality known only in part: always its clean value noised to the sample's timestep, since the
+          model never saw half-clean inputs;
+        - after the last step: the clean value.
+
+        ``init`` (RGB, depth code), each ``[1, C, R, R]``: start from this pre-fill noised to ``strength``
+        (SDEdit, skipping the first ``1 - strength`` of the steps); ``strength`` 1 = from pure noise.
         """
         model = self.model
         scheduler = self.scheduler
@@ -235,27 +288,34 @@ class PortraitPipeline(DiffusionPipeline):
         else:
             init = None
 
-        # 3. Known channels in the representation space: x0_known [1, C, h, w], known [1, C, h, w] in {0, 1}
+        # 3. Known parts on the representation grid: x0_known [1, C, h, w], known [1, C, h, w] in {0, 1},
+        #    noised [C]: the channels whose target is re-noised to each step's timestep
         known, x0_known = None, None
-        if known_rgb is not None or known_depth is not None:
+        if rgb is not None or depth is not None:
             x0_known = torch.zeros((1,) + shape[1:], device=self.device, dtype=self.unet.dtype)
             known = torch.zeros_like(x0_known)
-            if known_rgb is not None:
-                x0_known[:, : model.rgb_channels] = model.encode_rgb(known_rgb)
-                known[:, : model.rgb_channels] = 1.0
-            if known_depth is not None:
-                x0_known[:, model.rgb_channels :] = model.encode_depth(known_depth)
-                m = torch.ones_like(known_depth) if depth_mask is None else depth_mask
-                m = (F.interpolate(m, size=shape[-2:], mode="area") >= 0.5).to(known.dtype) if f > 1 else m
-                known[:, model.rgb_channels :] = m
+            noised = torch.zeros(shape[1], dtype=torch.bool, device=self.device)
+            c = model.rgb_channels
+            for value, mask, encode, channels in (
+                (rgb, rgb_known, model.encode_rgb, slice(None, c)),
+                (depth, depth_known, model.encode_depth, slice(c, None)),
+            ):
+                if value is None:
+                    continue
+                cells = known_cells(mask, f) if mask is not None else 1.0  # [1, 1, h, w]
+                everywhere = mask is None or bool((cells == 1).all())
+                x0_known[:, channels] = encode(value)
+                known[:, channels] = cells
+                noised[channels] = not (everywhere and self.config.clean_known)
 
         def impose_known(x: torch.Tensor, t: torch.Tensor | None) -> torch.Tensor:
             if known is None:
                 return x
             target = x0_known.expand(n, -1, -1, -1)
-            if t is not None and not self.config.clean_known:  # the known value noised to t, fresh noise
+            if t is not None and noised.any():  # the known value noised to t, fresh noise
                 noise = randn_tensor(x.shape, generator=generator, device=self.device, dtype=x.dtype)
-                target = scheduler.add_noise(target, noise, t.expand(n))
+                noisy = scheduler.add_noise(target, noise, t.expand(n))
+                target = torch.where(noised.view(1, -1, 1, 1), noisy, target)
             return known * target + (1 - known) * x
 
         # 4. Initial sample  [N, C, h, w]
@@ -284,7 +344,7 @@ class PortraitPipeline(DiffusionPipeline):
         # 6. Decode  [N, 3, R, R], [N, 1, R, R]
         return model.decode(x)
 
-    # --- the three jobs ------------------------------------------------------------------------------------
+    # --- the four jobs: one sampler, different known parts -------------------------------------------------
 
     def generate(
         self,
@@ -303,11 +363,9 @@ class PortraitPipeline(DiffusionPipeline):
         """
         # 1. Check inputs
         self.check_inputs(reference, "reference", num_inference_steps, guidance_scale, count=num_images)
-        # 2. Sample all channels from noise
+        # 2. Sample all channels from noise: nothing known
         features = self._features(reference, reference_features)
-        rgb, code = self._sample(features, num_images, num_inference_steps, guidance_scale, generator, callback=callback)
-        # 3. Depth code -> relative depth + mask
-        return self._output(rgb, code)
+        return self._inpaint(reference, features, num_images, num_inference_steps, guidance_scale, generator, callback)
 
     def estimate_depth(
         self,
@@ -352,7 +410,7 @@ class PortraitPipeline(DiffusionPipeline):
             init = (rgb, self._prior_code(prior, mask, features, rgb, num_inference_steps, guidance_scale, generator))
         _, code = self._sample(
             features, ensemble_size, num_inference_steps, guidance_scale, generator,
-            known_rgb=rgb, init=init, strength=prior_strength if init else 1.0, callback=callback,
+            rgb=rgb, init=init, strength=prior_strength if init else 1.0, callback=callback,
         )
         # 3. Face mask: the given one, else the members' majority
         code = code[:, 0].float().cpu().numpy()  # [E, R, R]
@@ -366,7 +424,7 @@ class PortraitPipeline(DiffusionPipeline):
         # 5. Where the prior exists, the average of the two
         depth = merged.depth if prior is None else blend_depth(merged.depth, np.where(face, prior, np.nan), prior_weight)
         return PortraitPipelineOutput(
-            images=[image.resize((self.resolution,) * 2, PIL.Image.Resampling.LANCZOS)],
+            images=[self._at_resolution(image)],
             depth=depth[None], mask=face[None], uncertainty=merged.uncertainty[None],
         )
 
@@ -375,7 +433,7 @@ class PortraitPipeline(DiffusionPipeline):
         held = np.isfinite(prior)
         face = self._resize_mask(mask) if mask is not None else None
         if face is None or not held[face].all():
-            _, first = self._sample(features, 1, steps, guidance_scale, generator, known_rgb=rgb)
+            _, first = self._sample(features, 1, steps, guidance_scale, generator, rgb=rgb)
             estimate, own = code_to_depth(first[0, 0].float().cpu().numpy(), face)
             prior = complete_depth(prior, estimate, own | held)
         return self._depth_tensor(prior, None)[0]
@@ -406,18 +464,120 @@ class PortraitPipeline(DiffusionPipeline):
             reference, "reference", num_inference_steps, guidance_scale, strength, num_images,
             target_depth=target_depth, mask=mask, init_image=init_image,
         )
-        # 2. Target depth -> code and mask at the working resolution  [1, 1, R, R]
-        ref = self._image_tensor(reference)
-        code, held = self._depth_tensor(target_depth, mask)
-        init = (self._image_tensor(init_image) if init_image is not None else ref, code)
-        # 3. Sample RGB with the depth held inside the mask
-        rgb, out_code = self._sample(
-            self._features(reference, reference_features), num_images, num_inference_steps, guidance_scale, generator,
-            known_depth=code, depth_mask=held, init=init, strength=strength, callback=callback,
+        # 2. Sample RGB with the depth known inside the mask
+        features = self._features(reference, reference_features)
+        return self._inpaint(
+            reference, features, num_images, num_inference_steps, guidance_scale, generator, callback,
+            depth=target_depth, depth_known=mask, init_image=init_image, strength=strength,
         )
-        # 4. The held depth comes back exactly as given
-        out_code = torch.where(held > 0, code, out_code)
-        return self._output(rgb, out_code)
+
+    def inpaint(
+        self,
+        reference: PIL.Image.Image,
+        rgb: PIL.Image.Image | np.ndarray | None = None,
+        rgb_known: np.ndarray | None = None,
+        depth: np.ndarray | None = None,
+        depth_known: np.ndarray | None = None,
+        init_image: PIL.Image.Image | None = None,
+        strength: float = 1.0,
+        num_images: int = 1,
+        num_inference_steps: int = 20,
+        guidance_scale: float = 2.0,
+        generator: torch.Generator | None = None,
+        callback: StepCallback | None = None,
+        reference_features: ReferenceFeatures | None = None,
+    ) -> PortraitPipelineOutput:
+        """Inpainting: the reference's person sampled where RGB or depth is unknown, held where it is known.
+
+        ``rgb`` (PIL RGB or uint8 ``[H, W, 3]``, square) with ``rgb_known`` ``[H, W]`` bool (default: known
+        everywhere); ``depth`` ``[H, W]`` relative depth (larger = farther) with ``depth_known`` ``[H, W]`` bool
+        (default: where finite; a NaN inside ``depth_known`` is known to be background, no head); either may be
+        left out (sampled everywhere). At the working
+        resolution a pixel is known only if all the input pixels under it are. ``init_image`` pre-fills the
+        holes (default: ``rgb``'s known pixels continued into them by ``cv2.inpaint``; without ``rgb``, the
+        reference); with ``strength`` < 1 sampling starts from the pre-fill and the known depth noised to that
+        level (SDEdit), 1.0 = from pure noise.
+
+        The output comes back at the working resolution ``R``: known RGB pixels exactly as given (composited in
+        pixel space: generated pixels fill the holes, colour-matched to a ring of known pixels around each hole
+        and feathered into it, see :func:`portrait.compositing.composite`), and the known depth exactly as given
+        in the output's normalisation (``depth_to_code`` then ``code_to_depth``). E.g. filling the holes a 3D
+        edit opened in a photo, whose warped depth is known everywhere::
+
+            out = pipe.inpaint(face_crop, rgb=warped, rgb_known=~holes, depth=warped_depth, strength=0.5)
+            out.images[0]  # warped outside the holes, bit for bit
+        """
+        # 1. Check inputs
+        self.check_inputs(
+            reference, "reference", num_inference_steps, guidance_scale, strength, num_images,
+            init_image=init_image, rgb=rgb, rgb_known=rgb_known, depth=depth, depth_known=depth_known,
+        )
+        if isinstance(rgb, np.ndarray):
+            rgb = PIL.Image.fromarray(rgb)
+        # 2. Sample with the given parts known, put them back exactly
+        features = self._features(reference, reference_features)
+        return self._inpaint(
+            reference, features, num_images, num_inference_steps, guidance_scale, generator, callback,
+            rgb=rgb, rgb_known=rgb_known, depth=depth, depth_known=depth_known, init_image=init_image,
+            strength=strength,
+        )
+
+    def _inpaint(
+        self,
+        reference: PIL.Image.Image,
+        features: ReferenceFeatures,
+        count: int,
+        num_inference_steps: int,
+        guidance_scale: float,
+        generator: torch.Generator | None,
+        callback: StepCallback | None,
+        rgb: PIL.Image.Image | None = None,
+        rgb_known: np.ndarray | None = None,
+        depth: np.ndarray | None = None,
+        depth_known: np.ndarray | None = None,
+        init_image: PIL.Image.Image | None = None,
+        strength: float = 1.0,
+    ) -> PortraitPipelineOutput:
+        """Generation, editing and inpainting (checked inputs as :meth:`inpaint` takes them): sample with the
+        given parts known, then put them back exactly."""
+        r = self.resolution
+        # 1. Known RGB at the working resolution: the image [R, R, 3] uint8, its holes [R, R] bool; as tensors
+        #    [1, 3, R, R] with the holes pre-filled (nothing unknown is encoded) and [1, 1, R, R]
+        rgb_t = known_t = None
+        if rgb is not None:
+            known_rgb = np.asarray(self._at_resolution(rgb))
+            hole = np.zeros((r, r), bool) if rgb_known is None else ~self._resize_known(rgb_known)
+            if init_image is not None:
+                fill = np.asarray(self._at_resolution(init_image))
+            else:
+                fill = prefill(known_rgb, hole)
+            rgb_t = self._image_tensor(PIL.Image.fromarray(np.where(hole[..., None], fill, known_rgb)))
+            known_t = None if rgb_known is None else torch.from_numpy(~hole)[None, None].to(rgb_t)
+        # 2. Known depth: code and where it is known  [1, 1, R, R]
+        code, held = self._depth_tensor(depth, depth_known) if depth is not None else (None, None)
+        # 3. SDEdit start: the pre-filled RGB (else the init image, else the reference), the depth code (else 0)
+        init = None
+        if strength < 1.0:
+            if rgb_t is not None:
+                init_rgb = rgb_t
+            else:
+                init_rgb = self._image_tensor(reference if init_image is None else init_image)
+            init = (init_rgb, code if code is not None else torch.zeros_like(init_rgb[:, :1]))
+        # 4. Sample the rest  [N, 3, R, R], [N, 1, R, R]
+        out_rgb, out_code = self._sample(
+            features, count, num_inference_steps, guidance_scale, generator, rgb=rgb_t, rgb_known=known_t,
+            depth=code, depth_known=held, init=init, strength=strength, callback=callback,
+        )
+        # 5. The known parts back exactly: RGB composited in pixel space, the depth code where known
+        images = self._to_pil(out_rgb)
+        if rgb is not None:
+            pasted = (composite(known_rgb, np.asarray(im), hole, FEATHER * r, RING * r) for im in images)
+            images = [PIL.Image.fromarray(a) for a in pasted]
+        if code is not None:
+            out_code = torch.where(held > 0, code, out_code)
+        # 6. Depth code -> relative depth + mask
+        depths, masks = zip(*(code_to_depth(c) for c in out_code[:, 0].float().cpu().numpy()))
+        return PortraitPipelineOutput(images=images, depth=np.stack(depths), mask=np.stack(masks))
 
     __call__ = generate
 
@@ -437,9 +597,11 @@ class PortraitPipeline(DiffusionPipeline):
         return np.where(m[0, 0].numpy() >= 0.5, out, np.nan).astype(np.float32)
 
     def _resize_mask(self, mask: np.ndarray) -> np.ndarray:
+        """``[H, W]`` bool -> ``[R, R]`` bool: true where at least half of the pixels under it are."""
         m = torch.from_numpy(np.asarray(mask, dtype=np.float32))[None, None]
         return (F.interpolate(m, size=(self.resolution,) * 2, mode="area")[0, 0] >= 0.5).numpy()
 
-    def _output(self, rgb: torch.Tensor, code: torch.Tensor) -> PortraitPipelineOutput:
-        depths, masks = zip(*(code_to_depth(c) for c in code[:, 0].float().cpu().numpy()))
-        return PortraitPipelineOutput(images=self._to_pil(rgb), depth=np.stack(depths), mask=np.stack(masks))
+    def _resize_known(self, known: np.ndarray) -> np.ndarray:
+        """Known mask ``[H, W]`` bool -> ``[R, R]`` bool: known only where every pixel under it is known."""
+        unknown = torch.from_numpy(~np.asarray(known, dtype=bool))[None, None].float()
+        return (F.interpolate(unknown, size=(self.resolution,) * 2, mode="area")[0, 0] == 0).numpy()

@@ -1,0 +1,170 @@
+"""The head layer: a photo's head and neck lifted into 3-D by its depth, once per photo (no torch).
+
+The layer lives in the aligned crop's camera frame (:mod:`portrait.face.mesh`: units, +z away from the
+camera) at an output crop of ``size`` pixels. It is a grid mesh built by the project's one mesh builder
+(:func:`portrait.mesh.depth_to_mesh`) whose vertices remember their pixel in that crop, so a moved and
+ray-cast layer tells each output pixel where in the full-resolution photo its colour comes from. The mesh
+is cut around each eye opening (so an upper lid can slide over the eye) and along the inner
+lip contour (so the mouth can open). Everything outside the head and neck is a fixed background: the photo.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from ..depth import align_scale_shift, resize_depth, upsample_depth
+from ..face import AlignedFace, FaceMesh, PinholeCamera, face_mesh_from_landmarks
+from ..face.align import warp_to_square
+from ..face.mesh import REGIONS
+
+MIN_SIZE, MAX_SIZE = 512, 1024  # the output crop follows the face's size in the photo, within these
+MESH_STEP = 2  # output pixels per grid step of the layer's mesh (the warp is smooth; cuts stay 2 px wide)
+# The head's relief is deepened by this factor about its centre before it is turned. A relative depth
+# aligned to the face mesh turns the head too little when re-measured (about 13-16 degrees for a yaw of 20);
+# chosen on the example photos by `python -m portrait eval --edits` (model card, editing).
+DEFAULT_RELIEF = 1.6
+
+SKIN, MOUTH, EYES = 0, 1, 2  # part labels: the mesh is cut where they meet
+
+
+@dataclass
+class HeadLayer:
+    """A photo's head and neck in 3-D, and what is needed to render it moved.
+
+    Attributes:
+        size: side ``S`` of the output crop in pixels.
+        mesh: the layer's grid mesh, vertices ``[V, 3]`` in the crop's camera frame (units);
+            ``mesh.vertex_attributes["pixel"]`` ``[V, 2]`` is each vertex's source position in crop pixels at ``S``.
+        parts: ``[V]`` part label of each vertex (``SKIN``, ``MOUTH``, ``EYES``).
+        face: the face mesh (landmarks) with the same relief as the layer: its frame and expressions drive the
+            motion.
+        depth: ``[S, S]`` float32 camera z of the unmoved layer, NaN off the head and neck.
+        covered: ``[S, S]`` bool, the pixels the unmoved layer covers (what a move can uncover).
+        crop: ``[S, S, 3]`` uint8, the photo's aligned crop at ``S``.
+        source: ``[h, w, 3]`` uint8, the photo (box-reduced when it is much larger than the crop) that a
+            rendered pixel is sampled from.
+        crop_to_source: ``[2, 3]`` affine from crop pixels at ``S`` to ``source`` pixels (continuous).
+    """
+
+    size: int
+    mesh: object
+    parts: np.ndarray
+    face: FaceMesh
+    depth: np.ndarray
+    covered: np.ndarray
+    crop: np.ndarray
+    source: np.ndarray
+    crop_to_source: np.ndarray
+
+    @property
+    def camera(self) -> PinholeCamera:
+        return self.face.camera
+
+
+def output_size(face: AlignedFace) -> int:
+    """The output crop's side: about the face's own resolution in the photo, within ``[MIN_SIZE, MAX_SIZE]``."""
+    footprint = face.scale * face.size  # photo pixels along the crop's side
+    return int(np.clip(math.ceil(footprint / 64) * 64, MIN_SIZE, MAX_SIZE))
+
+
+def build_head_layer(
+    photo: Image.Image, face: AlignedFace, depth: np.ndarray, relief: float = DEFAULT_RELIEF,
+    size: int | None = None,
+) -> HeadLayer:
+    """Lift the photo's head into 3-D.
+
+    Args:
+        photo: the full photo the crop was aligned in.
+        face: its alignment (landmarks, crop <-> photo).
+        depth: ``[r, r]`` relative depth of the crop's head and neck (larger = farther, NaN elsewhere), e.g. the
+            model's depth estimate fused with the face mesh; placed in the camera frame by least-squares scale
+            and shift onto the face mesh's own depth (which also fills any part of the face it misses), then
+            deepened by ``relief`` about the head's centre.
+        size: the output crop's side (default :func:`output_size`).
+    """
+    from ..face import render_depth
+
+    size = size or output_size(face)
+    # 1. The photo's crop at S (the guide and the background) and the photo to sample from
+    to_photo = np.column_stack([face.crop_to_photo[:, :2] * (face.size / size), face.crop_to_photo[:, 2]])
+    crop = np.asarray(warp_to_square(photo, to_photo, size))
+    source, crop_to_source = _source(photo, to_photo)
+
+    # 2. Depth in the camera frame: the relative depth aligned to the face mesh, deepened about the head centre
+    mesh = face_mesh_from_landmarks(face.landmarks, face.size)
+    depth = np.asarray(depth, dtype=np.float32)
+    mesh_z = render_depth(mesh, depth.shape[::-1]).depth
+    scale, shift = align_scale_shift(depth, mesh_z, np.isfinite(mesh_z))
+    if scale <= 0:  # a depth that disagrees with the face mesh: keep the mesh's extent
+        scale = float(np.nanmax(mesh_z) - np.nanmin(mesh_z)) / max(float(np.nanmax(depth) - np.nanmin(depth)), 1e-6)
+        shift = float(np.nanmedian(mesh_z) - scale * np.nanmedian(depth))
+    z = scale * depth + shift
+    z = np.where(np.isfinite(z), z, mesh_z)  # the face is in the layer even where the model saw no head
+    centre = float(mesh.head_centre()[2])
+    z = centre + relief * (z - centre)
+    mesh.vertices *= ((centre + relief * (mesh.vertices[:, 2] - centre)) / mesh.vertices[:, 2])[:, None]
+    z, head = upsample_depth(z, crop)
+    head = _clean(head)
+    z[~head] = np.nan
+
+    # 3. The grid mesh at S / MESH_STEP, cut between parts. Not at depth jumps: a triangle across one (a
+    #    "curtain") is stretched by any move, and the renderer makes its pixels holes
+    grid = size // MESH_STEP
+    parts = _parts(face.landmarks_at(grid), grid)
+    z_grid = resize_depth(z, grid)
+    from ..mesh import depth_to_mesh
+
+    layer = depth_to_mesh(z_grid, depth_range=None, edge_threshold=None, parts=parts, fov_deg=mesh.camera.fov_deg)
+    layer.vertex_attributes["pixel"] *= MESH_STEP
+
+    # 4. What the unmoved layer covers
+    from .warp import cast
+
+    covered = cast(layer, layer.vertices, size, mesh.camera).hit
+    return HeadLayer(size=size, mesh=layer, parts=layer.vertex_attributes["part"], face=mesh, depth=z, covered=covered, crop=crop,
+                     source=source, crop_to_source=crop_to_source)
+
+
+# --- helpers ------------------------------------------------------------------------------------------------
+
+
+def _source(photo: Image.Image, to_photo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The photo to sample from (box-reduced when one crop pixel spans 2 or more photo pixels) and the crop ->
+    source affine."""
+    scale = math.sqrt(abs(np.linalg.det(to_photo[:, :2])))  # photo pixels per crop pixel
+    reduce = max(1, int(scale // 1.5)) if scale >= 2.0 else 1
+    source = photo.convert("RGB")
+    if reduce > 1:
+        source = source.reduce(reduce)
+    return np.asarray(source), to_photo / reduce
+
+
+def _clean(mask: np.ndarray) -> np.ndarray:
+    """The largest connected part of a mask, holes filled (no specks, no islands)."""
+    from scipy import ndimage
+
+    labels, count = ndimage.label(mask)
+    if count > 1:
+        sizes = ndimage.sum(mask, labels, index=np.arange(1, count + 1))
+        mask = labels == 1 + int(np.argmax(sizes))
+    return ndimage.binary_fill_holes(mask)
+
+
+def _parts(landmarks: np.ndarray, size: int) -> np.ndarray:
+    """``[size, size]`` part labels: the inner-lip opening (drawn at least a pixel wide, so a closed mouth is
+    still cut) and the two eye openings; skin elsewhere."""
+    canvas = Image.new("L", (size, size), SKIN)
+    draw = ImageDraw.Draw(canvas)
+    xy = landmarks[:, :2]
+    for upper, lower, label in (
+        ("upper_lip_inner", "lower_lip_inner", MOUTH),
+        ("right_eye_upper", "right_eye_lower", EYES),
+        ("left_eye_upper", "left_eye_lower", EYES),
+    ):
+        ring = [tuple(p) for p in xy[list(REGIONS[upper]) + list(REGIONS[lower])[::-1]]]
+        draw.polygon(ring, fill=label, outline=label)
+    return np.asarray(canvas)

@@ -1,0 +1,139 @@
+"""Moving a head layer by the pose and expression controls (numpy, scipy; no torch).
+
+- Expressions (smile, brows, eyes): the face mesh's landmarks move as :func:`portrait.face.apply_controls`
+  moves them; that sparse motion is spread over the layer by one thin-plate-spline interpolation in the
+  crop's image plane, anchored at zero on the layer's silhouette and the crop's border. Eye openings do not
+  follow it: a closing upper lid slides over them.
+- Jaw: a hinge rotation of the lower face about the axis of the ``jaw_open`` expression, full below the
+  inner lip contour (where the layer is cut), fading out towards the ears and down the neck.
+- Pose: a rigid rotation about the head's centre in the head's own axes, its angle fading from full at the
+  chin to zero at the bottom of the crop, so the collar does not shear.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..face import FaceControls, apply_controls
+from ..face.controls import EXPRESSIONS, FaceFrame, _chain_at_x, pose_rotation
+from ..face.mesh import REGIONS
+from .layer import EYES, MOUTH, HeadLayer
+
+RBF_GRID = 64  # the expression field is evaluated on this grid over the crop, then interpolated
+JAW_FADE_SIDE = 0.8  # eye distances past the mouth corners over which the jaw's rotation fades out
+JAW_FADE_NECK = 0.5  # eye distances below the jaw line over which it fades out
+EYE_RECESS = 0.05  # closing eyes: the eye openings sink this many eye distances, so the lids pass in front
+
+
+def move(layer: HeadLayer, controls: FaceControls) -> np.ndarray:
+    """``[V, 3]`` vertices of ``layer.mesh`` moved by ``controls`` (clipped to their ranges); unmoved for zero."""
+    controls = controls.clipped()
+    vertices = np.asarray(layer.mesh.vertices, dtype=np.float64).copy()
+    if controls.is_identity():
+        return vertices
+    frame = FaceFrame.of(layer.face)
+    local = frame.to_face(vertices)  # [V, 3] eye distances, the face's own frame
+
+    # 1. Expressions but the jaw: the landmarks' motion, spread by a thin-plate spline
+    faces_only = FaceControls(smile=controls.smile, brow_raise=controls.brow_raise, eye_close=controls.eye_close)
+    if not faces_only.is_identity():
+        moved = apply_controls(layer.face, faces_only).vertices
+        vertices += _spread(layer, moved - layer.face.vertices)
+    if controls.eye_close:  # along each pixel's ray: the eyes look the same, only farther
+        eyes = layer.parts == EYES
+        vertices[eyes] *= (1 + EYE_RECESS * frame.scale / vertices[eyes, 2])[:, None]
+
+    # 2. Jaw: a hinge
+    if controls.jaw_open:
+        axis, degrees, pivot = dict([h.motion for h in EXPRESSIONS["jaw_open"]])["rotate"]
+        weight = _jaw_weight(layer, frame, local)
+        turned = _rotate(local, np.asarray(axis, float), np.radians(degrees * controls.jaw_open) * weight,
+                         np.asarray(pivot, float))
+        vertices += frame.vectors_to_camera(turned - local)
+
+    # 3. Pose: about the head's centre, fading out down the neck
+    if controls.yaw or controls.pitch or controls.roll:
+        axis, angle = _axis_angle(pose_rotation(frame, controls))
+        vertices = _rotate(vertices, axis, angle * _neck_weight(layer), frame.origin)
+    return vertices
+
+
+# --- fields -------------------------------------------------------------------------------------------------
+
+
+def _spread(layer: HeadLayer, displacement: np.ndarray) -> np.ndarray:
+    """``[V, 3]``: the landmarks' ``displacement`` ``[478, 3]`` interpolated over the layer (thin-plate spline in
+    the image plane), zero on the silhouette and the crop's border; eye openings stay where they are."""
+    from scipy import ndimage
+    from scipy.interpolate import RBFInterpolator
+
+    size = layer.size
+    points = layer.face.project(size)[:468] / size  # irises left out: they move with the eyeball
+    values = displacement[:468]
+    moving = np.linalg.norm(values, axis=1) > 0
+    edge = layer.covered & ~ndimage.binary_erosion(layer.covered)
+    ys, xs = np.nonzero(edge[:: size // RBF_GRID, :: size // RBF_GRID])
+    border = np.linspace(0, 1, 17)
+    anchors = np.concatenate([
+        (np.stack([xs, ys], 1) + 0.5) / RBF_GRID,
+        np.stack([border, np.zeros_like(border)], 1), np.stack([border, np.ones_like(border)], 1),
+        np.stack([np.zeros_like(border), border], 1), np.stack([np.ones_like(border), border], 1),
+    ])
+    # keep anchors away from moving landmarks (an anchor on top of a moving point makes the spline ring)
+    reach = np.min(np.linalg.norm(anchors[:, None] - points[moving][None], axis=2), axis=1) if moving.any() else 1
+    anchors = anchors[reach > 0.04]
+    rbf = RBFInterpolator(np.concatenate([points, anchors]), np.concatenate([values, np.zeros((len(anchors), 3))]),
+                          kernel="thin_plate_spline", smoothing=1e-6)
+    cells = (np.arange(RBF_GRID) + 0.5) / RBF_GRID
+    grid = rbf(np.stack(np.meshgrid(cells, cells), -1).reshape(-1, 2)).reshape(RBF_GRID, RBF_GRID, 3)
+    at = layer.mesh.vertex_attributes["pixel"] / size * RBF_GRID - 0.5  # [V, 2] grid coordinates
+    field = np.stack([ndimage.map_coordinates(grid[..., k], [at[:, 1], at[:, 0]], order=1, mode="nearest")
+                      for k in range(3)], axis=1)
+    field[layer.parts == EYES] = 0.0
+    return field
+
+
+def _jaw_weight(layer: HeadLayer, frame: FaceFrame, local: np.ndarray) -> np.ndarray:
+    """``[V]`` in [0, 1]: 1 on the lower lip, chin and jaw, 0 on and above the upper lip (the layer is cut
+    between them), fading past the mouth corners and down the neck."""
+    face = frame.to_face(layer.face.vertices)
+    line = sum(_chain_at_x(face[list(REGIONS[lip])], local[:, 0])[:, 1] for lip in ("upper_lip_inner", "lower_lip_inner")) / 2
+    corner = float(np.abs(face[list(REGIONS["mouth_corners"]), 0]).max())
+    jaw = _chain_at_x(face[list(REGIONS["jaw_line"])], local[:, 0])[:, 1]
+    side = np.maximum(np.abs(local[:, 0]) - corner, 0.0)
+    below = _smoothstep((local[:, 1] - line) / np.maximum(0.6 * side, 1e-3) + 0.5)
+    neck = (1 - _smoothstep((local[:, 1] - jaw) / JAW_FADE_NECK)) * _neck_weight(layer)  # 0 by the crop's bottom
+    weight = below * (1 - _smoothstep(side / JAW_FADE_SIDE)) * neck
+    weight[layer.parts == MOUTH] = 0.0  # what shows between the lips belongs to the upper jaw
+    return weight
+
+
+def _neck_weight(layer: HeadLayer) -> np.ndarray:
+    """``[V]`` in [0, 1]: 1 down to the chin, falling smoothly to 0 at the bottom of the crop."""
+    chin = float(layer.face.project(layer.size)[list(REGIONS["jaw_line"]), 1].max())
+    y = layer.mesh.vertex_attributes["pixel"][:, 1]
+    return 1.0 - _smoothstep((y - chin) / max(layer.size - chin, 1.0))
+
+
+# --- rotations ------------------------------------------------------------------------------------------------
+
+
+def _smoothstep(t: np.ndarray) -> np.ndarray:
+    t = np.clip(t, 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def _axis_angle(rot: np.ndarray) -> tuple[np.ndarray, float]:
+    """Unit axis and angle (radians) of a rotation matrix."""
+    angle = float(np.arccos(np.clip((np.trace(rot) - 1) / 2, -1.0, 1.0)))
+    axis = np.array([rot[2, 1] - rot[1, 2], rot[0, 2] - rot[2, 0], rot[1, 0] - rot[0, 1]])
+    norm = np.linalg.norm(axis)
+    return (axis / norm if norm > 1e-12 else np.array([0.0, 1.0, 0.0])), angle
+
+
+def _rotate(points: np.ndarray, axis: np.ndarray, angles: np.ndarray, pivot: np.ndarray) -> np.ndarray:
+    """``points`` ``[N, 3]`` each rotated by its own angle (radians, ``[N]``) about ``axis`` through ``pivot``."""
+    axis = axis / np.linalg.norm(axis)
+    p = points - pivot
+    cos, sin = np.cos(angles)[:, None], np.sin(angles)[:, None]
+    return pivot + p * cos + np.cross(axis, p) * sin + axis * (p @ axis)[:, None] * (1 - cos)

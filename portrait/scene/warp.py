@@ -1,0 +1,93 @@
+"""Rendering a moved head layer: ray casting, each pixel's source in the photo, and the holes (no torch).
+
+Every output pixel's ray is cast against the moved layer (open3d ``RaycastingScene``: the first hit, so
+occlusion is right where the nose and a cheek overlap under a turn). A hit gives the triangle and its
+barycentric coordinates, which interpolate the triangle's *source* pixels: the colour is then sampled from
+the full-resolution photo there. Holes are what nothing in the photo can show: pixels the unmoved layer
+covered that the moved one leaves uncovered (background behind a turned head, the gap of an opened mouth),
+and pixels of triangles stretched far beyond their size in the photo.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..face import PinholeCamera
+
+MAX_STRETCH = 3.0  # a triangle whose projected area grows by more than this shows no photo pixels: a hole
+HOLE_GROW = 1 / 256  # holes are grown by this part of the crop's side (the smeared rim around them)
+
+
+@dataclass
+class Warp:
+    """A moved layer seen by the crop's camera at ``S`` x ``S``.
+
+    Attributes:
+        hit: ``[S, S]`` bool, where a ray hits the moved layer.
+        source: ``[S, S, 2]`` float32 source position (crop pixels at ``S``, continuous) of each hit, NaN elsewhere.
+        depth: ``[S, S]`` float32 camera z of each hit, NaN elsewhere.
+        stretched: ``[S, S]`` bool, hits on triangles stretched beyond ``MAX_STRETCH``.
+    """
+
+    hit: np.ndarray
+    source: np.ndarray
+    depth: np.ndarray
+    stretched: np.ndarray
+
+    def holes(self, covered: np.ndarray) -> np.ndarray:
+        """``[S, S]`` bool: what the photo cannot show (uncovered pixels of ``covered``, stretched hits), grown a little."""
+        holes = (covered & ~self.hit) | self.stretched
+        grow = max(1, round(holes.shape[0] * HOLE_GROW))
+        if holes.any():
+            import cv2
+
+            holes = cv2.dilate(holes.astype(np.uint8), np.ones((2 * grow + 1,) * 2, np.uint8)) > 0
+            holes &= covered | self.hit
+        return holes
+
+
+def cast(mesh, vertices: np.ndarray, size: int, camera: PinholeCamera) -> Warp:
+    """Ray-cast ``mesh`` (a layer mesh with ``vertex_attributes["pixel"]``) with its vertices moved to
+    ``vertices`` ``[V, 3]`` into a ``size`` x ``size`` image of ``camera``."""
+    import open3d as o3d  # lazy: slow to import
+
+    faces = np.asarray(mesh.faces, dtype=np.int64)
+    pixel = np.asarray(mesh.vertex_attributes["pixel"], dtype=np.float64)
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(o3d.core.Tensor(np.asarray(vertices, np.float32)), o3d.core.Tensor(faces.astype(np.uint32)))
+    directions = camera.ray_directions(size)  # [S, S, 3], z = 1: the hit distance is the depth
+    rays = np.concatenate([np.zeros_like(directions), directions], axis=-1)
+    hits = scene.cast_rays(o3d.core.Tensor(rays))
+    t_hit = hits["t_hit"].numpy()
+    hit = np.isfinite(t_hit)
+
+    source = np.full((size, size, 2), np.nan, np.float32)
+    stretched = np.zeros((size, size), bool)
+    if hit.any():
+        ids = hits["primitive_ids"].numpy()[hit].astype(np.int64)  # [M]
+        uv = hits["primitive_uvs"].numpy()[hit].astype(np.float64)  # [M, 2]: p = (1-u-v) v0 + u v1 + v v2
+        corners = pixel[faces[ids]]  # [M, 3, 2]
+        source[hit] = (1 - uv.sum(1, keepdims=True)) * corners[:, 0] + uv[:, :1] * corners[:, 1] + uv[:, 1:] * corners[:, 2]
+        grown = _area(camera.project(vertices, size)[faces]) / np.maximum(_area(pixel[faces]), 1e-9)  # [F]
+        stretched[hit] = grown[ids] > MAX_STRETCH
+    return Warp(hit=hit, source=source, depth=np.where(hit, t_hit, np.nan).astype(np.float32), stretched=stretched)
+
+
+def _area(tri: np.ndarray) -> np.ndarray:
+    """``[F]`` unsigned areas of 2-D triangles ``[F, 3, 2]``."""
+    a, b = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]
+    return 0.5 * np.abs(a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0])
+
+
+def sample(image: np.ndarray, xy: np.ndarray, to_image: np.ndarray) -> np.ndarray:
+    """``image`` ``[h, w, 3]`` sampled (bilinear) at crop positions ``xy`` ``[..., 2]`` mapped by the affine
+    ``to_image`` ``[2, 3]`` (continuous coordinates); NaN positions give 0."""
+    import cv2
+
+    pts = np.nan_to_num(xy.astype(np.float64)) @ to_image[:, :2].T + to_image[:, 2] - 0.5  # pixel-centre indices
+    out = cv2.remap(image, pts[..., 0].astype(np.float32), pts[..., 1].astype(np.float32), cv2.INTER_LINEAR,
+                    borderMode=cv2.BORDER_REFLECT_101)
+    out[~np.isfinite(xy[..., 0])] = 0
+    return out

@@ -1,0 +1,172 @@
+"""The photo lifted into 3-D (portrait.scene): layer, motion, ray-cast warp, holes. No diffusion model here."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from portrait.face import FaceControls, PinholeCamera, render_depth
+from portrait.face.mesh import REGIONS
+from portrait.mesh import camera_distance, depth_to_mesh
+from portrait.scene import build_head_layer, cast, hole_depth, move, render
+from portrait.scene.layer import EYES, MOUTH
+from portrait.scene.warp import HOLE_GROW
+
+from .face_fixtures import astronaut_image, astronaut_landmarks
+
+
+def head_and_neck_depth(face, size: int = 128) -> np.ndarray:
+    """A stand-in for the model's head depth: the face mesh's depth, continued (nearest value, a little
+    farther) over an ellipse around the face and a neck column down to the bottom of the crop."""
+    from scipy import ndimage
+
+    from portrait.face import face_mesh_from_landmarks
+
+    depth = render_depth(face_mesh_from_landmarks(face.landmarks, face.size), size).depth
+    y, x = np.mgrid[0:size, 0:size] / size
+    head = ((x - 0.5) / 0.33) ** 2 + ((y - 0.45) / 0.4) ** 2 < 1
+    head |= (np.abs(x - 0.5) < 0.15) & (y > 0.5)
+    known = np.isfinite(depth)
+    nearest = ndimage.distance_transform_edt(~known, return_distances=False, return_indices=True)
+    filled = depth[tuple(nearest)] + 0.05 * ~known
+    return np.where(head | known, filled, np.nan).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def layer():
+    """The astronaut's head layer, from a stand-in for the model's depth estimate."""
+    from portrait.face import crop_face
+
+    face = crop_face(astronaut_image(), astronaut_landmarks(), 512)
+    return build_head_layer(astronaut_image(), face, head_and_neck_depth(face), size=512)
+
+
+def _moved(layer, **controls) -> np.ndarray:
+    """``[V]`` distance each vertex moves, in crop pixels of the image plane."""
+    before = layer.camera.project(layer.mesh.vertices, layer.size)
+    after = layer.camera.project(move(layer, FaceControls(**controls)), layer.size)
+    return np.linalg.norm(after - before, axis=1)
+
+
+def _near(layer, *regions: str, radius: float) -> np.ndarray:
+    """``[V]`` bool: vertices whose source pixel lies within ``radius`` crop pixels of the regions' landmarks."""
+    points = layer.face.project(layer.size)[np.concatenate([REGIONS[r] for r in regions])]
+    pixel = layer.mesh.vertex_attributes["pixel"]
+    return np.min(np.linalg.norm(pixel[:, None] - points[None], axis=2), axis=1) < radius
+
+
+def test_zero_controls_give_the_crop_back_exactly(layer):
+    view = render(layer, FaceControls())
+    assert np.array_equal(view.image, layer.crop)
+    assert not view.holes.any() and not view.changed.any()
+    assert np.array_equal(move(layer, FaceControls()), layer.mesh.vertices)
+
+
+def test_unmoved_layer_samples_its_own_pixels(layer):
+    """Ray casting the unmoved layer gives each pixel its own position as the source (barycentric order right)."""
+    warp = cast(layer.mesh, layer.mesh.vertices, layer.size, layer.camera)
+    centres = np.stack(np.meshgrid(np.arange(layer.size) + 0.5, np.arange(layer.size) + 0.5), -1)
+    error = np.linalg.norm(warp.source[warp.hit] - centres[warp.hit], axis=1)
+    assert warp.hit.mean() > 0.3
+    assert np.percentile(error, 99) < 0.25
+    assert not warp.stretched.any()
+
+
+def test_layer_covers_the_face_and_is_cut_at_the_lips_and_eyes(layer):
+    oval = layer.face.project(layer.size)[list(REGIONS["face_oval"])].mean(axis=0).astype(int)
+    assert layer.covered[oval[1], oval[0]]
+    parts = set(np.unique(layer.parts))
+    assert {MOUTH, EYES} <= parts
+    # the mouth part's vertices have twins in the skin part at the same pixel: the parts meet without a gap
+    pixel = layer.mesh.vertex_attributes["pixel"]
+    mouth = {tuple(p) for p in pixel[layer.parts == MOUTH]}
+    skin = {tuple(p) for p in pixel[layer.parts == 0]}
+    assert mouth & skin
+
+
+@pytest.mark.parametrize(
+    "control, value, moving, still",
+    [
+        ("smile", 0.8, ("mouth_corners",), ("right_eyebrow", "left_eyebrow", "right_eye_upper")),
+        ("eye_close", 1.0, ("right_eye_upper", "left_eye_upper"), ("mouth_corners", "lower_lip_outer")),
+        ("brow_raise", 1.0, ("right_eyebrow", "left_eyebrow"), ("mouth_corners", "lower_lip_outer")),
+        ("jaw_open", 0.6, ("lower_lip_outer",), ("upper_lip_outer", "right_eye_upper", "right_eyebrow")),
+    ],
+)
+def test_each_expression_moves_only_its_region(layer, control, value, moving, still):
+    moved = _moved(layer, **{control: value})
+    skin = layer.parts == 0  # eye openings stay put while the lids close over them
+    assert np.median(moved[_near(layer, *moving, radius=4) & skin]) > 2.0  # crop pixels at 512
+    assert np.percentile(moved[_near(layer, *still, radius=4)], 95) < 0.5
+    far = layer.mesh.vertex_attributes["pixel"][:, 1] > layer.size - 3  # the bottom row of the crop
+    assert np.abs(moved[far]).max() < 0.5
+
+
+def test_yaw_turns_the_head_and_leaves_the_bottom_of_the_neck(layer):
+    pixel = layer.mesh.vertex_attributes["pixel"]
+    right = _moved(layer, yaw=20)
+    nose = _near(layer, "nose", radius=3)
+    assert np.median(right[nose]) > 10
+    bottom = pixel[:, 1] > layer.size - 3
+    assert right[bottom].max() < 0.5
+    # positive yaw turns the face towards the viewer's right: the nose moves right
+    before = layer.camera.project(layer.mesh.vertices, layer.size)[nose, 0]
+    after = layer.camera.project(move(layer, FaceControls(yaw=20)), layer.size)[nose, 0]
+    assert np.median(after - before) > 0
+    after = layer.camera.project(move(layer, FaceControls(yaw=-20)), layer.size)[nose, 0]
+    assert np.median(after - before) < 0
+
+
+def test_opened_jaw_leaves_a_hole_between_the_lips_with_head_depth(layer):
+    view = render(layer, FaceControls(jaw_open=0.8))
+    lips = layer.face.project(layer.size)
+    top, bottom = lips[13], lips[14]  # inner lip midpoints
+    x = int(round((top[0] + bottom[0]) / 2))
+    column = view.holes[int(top[1]) - 2 : int(bottom[1]) + 12, x]
+    assert column.any()
+    inner = hole_depth(view)
+    mouth_hole = view.holes & (np.abs(np.arange(layer.size)[None, :] - x) < 10)
+    assert np.isfinite(inner[mouth_hole]).mean() > 0.9  # painted as part of the head, not as background
+
+
+def test_holes_are_exactly_the_disoccluded_step():
+    """A raised square in front of a plane, moved sideways: the holes are the strip it uncovered."""
+    size, step = 128, 12  # the square moves right by `step` pixels
+    camera = PinholeCamera()
+    z0 = camera_distance(camera.fov_deg)
+    depth = np.full((size, size), z0 + 0.2, np.float32)
+    depth[40:88, 40:88] = z0
+    mesh = depth_to_mesh(depth, depth_range=None, edge_threshold=None)
+    vertices = np.asarray(mesh.vertices, dtype=np.float64).copy()
+    front = vertices[:, 2] < z0 + 0.1
+    vertices[front, 0] += step * z0 / camera.focal(size)
+    covered = cast(mesh, mesh.vertices, size, camera).hit
+    warp = cast(mesh, vertices, size, camera)
+    holes = warp.holes(covered)
+    strip = np.zeros((size, size), bool)
+    strip[40:88, 40 : 40 + step] = True
+    grow = max(1, round(size * HOLE_GROW))
+    assert holes[strip].all()
+    from scipy import ndimage
+
+    extra = holes & ~ndimage.binary_dilation(strip, np.ones((3, 3)), iterations=grow + 1)
+    moved = np.zeros((size, size), bool)
+    moved[40:88, 40 + step : 88 + step] = True
+    outline = ndimage.binary_dilation(moved, iterations=2) & ~ndimage.binary_erosion(moved, iterations=2)
+    assert not (extra & ~outline).any()  # nothing but a stretched corner cell of the moved square
+    assert extra.sum() < 0.05 * strip.sum()
+    # the moved square shows its own pixels, shifted
+    inside = warp.source[60, 70]
+    assert np.allclose(inside, [70.5 - step, 60.5], atol=0.05)
+
+
+def test_large_photo_is_sampled_at_its_own_resolution():
+    """The output crop follows the face's size in the photo; a large photo is sampled, never the 128-px crop."""
+    from portrait.face import crop_face, detect_landmarks
+    from portrait.scene import output_size
+
+    big = astronaut_image().resize((1536, 1536), Image.Resampling.LANCZOS)
+    face = crop_face(big, detect_landmarks(big), 512)
+    assert output_size(face) > 512
+    layer = build_head_layer(big, face, head_and_neck_depth(face, 64))
+    assert layer.crop.shape[0] == output_size(face)
+    assert layer.source.shape[0] >= 768  # the photo, at most box-reduced, not the model's crop
