@@ -15,7 +15,17 @@ import signal
 
 import gradio as gr
 
-from portrait.demo import EXAMPLES, SETTINGS, StudioDemo, describe_model, load_studio, warm_up
+from portrait.demo import (
+    EDIT_METHODS,
+    EXAMPLES,
+    GENERATE_SOURCES,
+    SETTINGS,
+    VARIATION_RANGES,
+    StudioDemo,
+    describe_model,
+    load_studio,
+    warm_up,
+)
 from portrait.errors import PortraitError
 from portrait.face.controls import CONTROL_SPECS
 
@@ -30,8 +40,26 @@ except ImportError:
 MAX_FILE_SIZE = "25mb"
 INTRO = (
     "One diffusion model generates a portrait's RGB **and depth** together. The same model estimates a "
-    "photo's facial depth, and re-renders a person to a new pose or expression given a target depth."
+    "photo's facial depth, and fills in what a photo never showed when its person is moved in 3-D to a new pose "
+    "or expression."
 )
+METHOD_INFO = (
+    "Move in 3-D: the photo's own pixels are turned and deformed with the head's depth, and the model paints only "
+    "what the photo never showed (the far side of a turned face, the inside of an opened mouth); the person stays "
+    "themselves. Re-generate: the model redraws the whole face to the new face shape; with a small model it "
+    "loses the person's likeness."
+)
+
+
+def sources_note() -> str:
+    """Markdown under the generation button: what each source gives."""
+    ranges = ", ".join(f"{spec.label.split(' (')[0].lower()} {lo:g} to {hi:g}{spec.unit and ' ' + spec.unit}"
+                       for spec in CONTROL_SPECS if spec.name in VARIATION_RANGES
+                       for lo, hi in [VARIATION_RANGES[spec.name]])
+    return (f"**{GENERATE_SOURCES['photo']}:** the photo itself turned and re-posed to random poses and expressions "
+            f"({ranges}); the person stays themselves and the model paints only what the photo never showed. "
+            f"**{GENERATE_SOURCES['model']}:** wholly new portraits drawn by the model, guided by the reference's "
+            "identity; with a small model they show the model's own look more than the person.")
 
 
 def photo_input(label: str, elem_id: str) -> gr.Image:
@@ -123,8 +151,10 @@ def build_demo(studio, model: str | None = None) -> gr.Blocks:
                         e_run = gr.Button("Re-render", variant="primary")
                     e_info = gr.Markdown()
                     with gr.Accordion("Advanced", open=False):
+                        e_method = gr.Radio([(label, value) for value, label in EDIT_METHODS.items()],
+                                            value="warp", label="Method", info=METHOD_INFO, elem_id="edit-method")
                         e_strength = setting("strength", "Strength",
-                                             info="1 = from noise; lower keeps more of the photo")
+                                             info="Re-generate only: 1 = from noise; lower keeps more of the photo")
                         e_steps = setting("edit_steps", "Denoising steps")
                         e_guidance = setting("guidance", "Identity guidance")
                         e_seed = gr.Number(0, label="Seed", precision=0)
@@ -133,16 +163,18 @@ def build_demo(studio, model: str | None = None) -> gr.Blocks:
                     e_composite = gr.Image(label="Edited photo", height=360, elem_id="edited-photo")
                     with gr.Row():
                         e_face = gr.Image(label="Edited face", height=220, format="png")
-                        e_target = gr.Image(label="Target depth", height=220, format="png")
+                        e_target = gr.Image(label="Depth of the edited head", height=220, format="png")
                         e_mesh = gr.Model3D(label="3D mesh", height=220, elem_id="edit-mesh")
                     e_files = gr.File(label="Downloads", file_count="multiple", height=180)
             e_state = gr.State(time_to_live=3600)
             e_outputs = [e_composite, e_face, e_target, e_mesh, e_files, e_info, e_state]
-            e_image.change(event(ui.load_for_edit), [e_image, e_state], e_outputs, api_visibility="private")
-            e_reset.click(event(ui.reset), [e_image, e_state], [*controls, *e_outputs],
-                          api_visibility="private")
+            # an upload lifts the head into 3-D (a depth estimate by the model), so it queues with the model jobs
+            e_image.change(gpu(event(ui.load_for_edit)), [e_image, e_state], e_outputs, api_visibility="private",
+                           show_progress_on=e_composite, **on_model)
+            e_reset.click(gpu(event(ui.reset)), [e_image, e_state], [*controls, *e_outputs],
+                          api_visibility="private", **on_model)
             gr.on([e_run.click, *(c.release for c in controls)], event(ui.edit),
-                  [e_image, *controls, e_strength, e_steps, e_guidance, e_seed, e_state], e_outputs,
+                  [e_image, *controls, e_strength, e_steps, e_guidance, e_seed, e_method, e_state], e_outputs,
                   api_name="edit", trigger_mode="always_last", show_progress_on=e_composite, **on_model)
 
         with gr.Tab("Joint generation"):
@@ -150,8 +182,11 @@ def build_demo(studio, model: str | None = None) -> gr.Blocks:
                 with gr.Column(scale=1):
                     g_image = photo_input("Reference photo (identity)", "generate-photo")
                     g_count = setting("num_images", "Portraits")
+                    g_source = gr.Radio([(label, value) for value, label in GENERATE_SOURCES.items()],
+                                        value="photo", label="Source", elem_id="generate-source")
                     g_seed = gr.Number(0, label="Seed", precision=0)
                     g_run = gr.Button("Generate", variant="primary")
+                    gr.Markdown(sources_note())
                     g_info = gr.Markdown()
                     with gr.Accordion("Advanced", open=False):
                         g_steps = setting("generate_steps", "Denoising steps")
@@ -164,7 +199,7 @@ def build_demo(studio, model: str | None = None) -> gr.Blocks:
                         g_mesh = gr.Model3D(label="3D mesh", height=300, elem_id="generate-mesh")
                         g_files = gr.File(label="Downloads", file_count="multiple", height=300, elem_id="generate-files")
             g_state, g_results = gr.State(time_to_live=3600), gr.State(time_to_live=3600)
-            g_run.click(event(ui.generate), [g_image, g_count, g_steps, g_guidance, g_seed, g_state],
+            g_run.click(event(ui.generate), [g_image, g_count, g_steps, g_guidance, g_seed, g_source, g_state],
                         [g_gallery, g_mesh, g_files, g_info, g_results, g_state], api_name="generate",
                         show_progress_on=g_gallery, **on_model)
 

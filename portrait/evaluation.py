@@ -19,6 +19,9 @@ Protocol (written down so anyone can rerun it; ``python -m portrait eval --model
   constant mean-face depth (the mean normalised depth of the *training* split, per pixel).
 - Joint generation: the depth generated with the RGB vs the depth estimated back from the generated RGB.
 - Editing: the target depth (another view of the person) vs the depth estimated from the edited RGB.
+
+Edits of real photos (identity, re-measured pose, expression, background; no data folder) are measured by
+``python -m portrait eval --edits PHOTO... --out O``: see :mod:`portrait.edit_eval`.
 """
 
 from __future__ import annotations
@@ -359,11 +362,18 @@ def markdown_report(summary: dict, columns: list[str] | None = None) -> str:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "eval", help="evaluate a model on a held-out split (depth metrics, baselines, generation, editing)",
+        "eval", help="evaluate a model on a held-out split (depth metrics, baselines, generation, editing), or "
+                     "measure edits of real photos (--edits)",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--model", help="model folder or hub id (default: the embedded default model)")
-    p.add_argument("--data", required=True, type=Path, help="data folder (see portrait.data.folder)")
+    p.add_argument("--data", type=Path, help="data folder (see portrait.data.folder); required unless --edits")
+    p.add_argument("--edits", nargs="+", metavar="PHOTO",
+                   help="instead: edit these photos (pose, expression) and measure identity, re-measured pose, "
+                        "expression and background (portrait.edit_eval: edits.md, edits.json, edits_contact_sheet.png)")
+    p.add_argument("--variants", action="store_true",
+                   help="with --edits: also mirrored, re-cropped and resized (0.5x, 2x) copies of each photo")
+    p.add_argument("--method", choices=("warp", "regenerate"), help="with --edits: Studio.edit's method (default: its own)")
     p.add_argument("--out", required=True, type=Path, help="output folder for eval.md, eval.json, contact_sheet.png")
     p.add_argument("--split", default="test")
     p.add_argument("--limit", type=int, help="evaluate only N samples")
@@ -386,6 +396,12 @@ def register(subparsers) -> None:
 def cmd_eval(args) -> None:
     from .errors import PortraitError
 
+    if args.edits:
+        from .edit_eval import cmd_edits
+
+        return cmd_edits(args)
+    if args.data is None:
+        raise PortraitError("eval needs --data DIR (a held-out split) or --edits PHOTO...")
     strengths = tuple(args.prior_strengths or (0.5,))
     if any(not 0.0 < s <= 1.0 for s in strengths):
         raise PortraitError(f"--prior-strength must be in (0, 1], got {strengths}")

@@ -25,7 +25,7 @@ from .face import (
 )
 from .imageio import load_image
 from .pipelines import PortraitPipeline, ReferenceFeatures
-from .scene import HeadLayer, View, build_head_layer, hole_depth, render
+from .scene import HeadLayer, View, build_head_layer, render
 
 ALIGN_SIZE = 512  # landmarks, face mesh and paste-back work on a crop this large; the model gets it resized
 # Depth estimation starts from the face-mesh depth noised to this strength (SDEdit) rather than pure noise,
@@ -37,7 +37,11 @@ EDIT_METHODS = ("warp", "regenerate")
 # Editing by warping: the head's depth (estimated once per photo) with this budget, and the holes painted by
 # the joint model from the pre-filled image noised to this strength
 LAYER_ENSEMBLE, LAYER_STEPS = 2, 10
-FILL_STRENGTH = 0.7
+FILL_STRENGTH, FILL_STEPS = 0.7, 10
+# The inside of an opened mouth is shaded, not painted by the model: the embedded default's synthetic faces
+# never open their mouths, so it paints skin there. Its lips' colours, darkened to this at the lips and to a
+# third of it deep inside.
+MOUTH_SHADE = 0.35
 
 
 @dataclass
@@ -206,7 +210,7 @@ class Studio:
 
     def edit(
         self, photo: Photo, controls: FaceControls | None = None, target_depth: np.ndarray | None = None,
-        method: str = "warp", strength: float = 0.8, steps: int = 20, guidance: float = 2.0, seed: int = 0,
+        method: str = "warp", strength: float = 0.8, steps: int | None = None, guidance: float = 2.0, seed: int = 0,
         callback=None,
     ) -> PortraitResult:
         """The photo's person moved to a new pose and expression.
@@ -216,14 +220,15 @@ class Studio:
         The result is at the output crop's size (at least 512 px). ``method="regenerate"``: the whole face crop
         is re-sampled by the model (SDEdit at ``strength``) to follow the face mesh under ``controls`` or an
         explicit ``target_depth`` ``[H, W]`` of the crop, at the model's resolution; the model's own look
-        replaces the photo's. ``steps``, ``guidance`` and ``seed`` drive the model in both.
+        replaces the photo's. ``steps`` (default ``FILL_STEPS`` for warp, 20 to regenerate), ``guidance`` and
+        ``seed`` drive the model in both.
         """
         if method not in EDIT_METHODS:
             raise PortraitError(f"unknown editing method {method!r}; choose one of {', '.join(EDIT_METHODS)}")
         if method == "regenerate" or target_depth is not None:
-            return self._regenerate(photo, controls, target_depth, strength, steps, guidance, seed, callback)
+            return self._regenerate(photo, controls, target_depth, strength, steps or 20, guidance, seed, callback)
         view = render(self.head_layer(photo), controls or FaceControls())
-        image = self._fill_holes(photo, view, steps, guidance, seed, callback)
+        image = self._fill_holes(photo, view, steps or FILL_STEPS, guidance, seed, callback)
         grow = max(1, view.changed.shape[0] // 256)
         composite = photo.image.copy()
         if view.changed.any():  # only where the head was or is: a narrow seam, the rest of the photo untouched
@@ -243,14 +248,17 @@ class Studio:
             return view.image
         size = view.holes.shape[0]
         start = prefill(view.image, view.holes, radius_px=size / 128)
+        start[view.mouth] = mouth_cavity(start, view.mouth, size / 32)
         out = self.pipe.inpaint(
-            photo.crop, rgb=start, rgb_known=~view.holes, depth=hole_depth(view),
+            photo.crop, rgb=start, rgb_known=~view.holes, depth=view.fill_depth,
             depth_known=np.ones_like(view.holes), strength=FILL_STRENGTH, num_inference_steps=steps,
             guidance_scale=guidance, generator=_generator(seed), callback=callback,
             reference_features=self.reference_features(photo),
         )
         painted = np.asarray(out.images[0].resize((size, size), PIL.Image.Resampling.BICUBIC))
-        return composite(start, painted, view.holes, feather_px=size / 128, ring_px=size / 64)
+        image = composite(start, painted, view.holes & ~view.mouth, feather_px=size / 128, ring_px=size / 64)
+        image[view.mouth] = start[view.mouth]  # the model never saw an open mouth (see MOUTH_SHADE)
+        return image
 
     def _regenerate(self, photo, controls, target_depth, strength, steps, guidance, seed, callback) -> PortraitResult:
         """The whole face crop re-sampled by the model to follow a target depth (see :meth:`edit`)."""
@@ -283,6 +291,16 @@ class Studio:
             generator=_generator(seed), callback=callback, reference_features=self.reference_features(photo),
         )
         return [PortraitResult(image=img, depth=d, mask=m) for img, d, m in zip(out.images, out.depth, out.mask)]
+
+
+def mouth_cavity(image: np.ndarray, mouth: np.ndarray, depth_px: float) -> np.ndarray:
+    """``[M, 3]`` uint8 colours of the ``mouth`` pixels of ``image`` (pre-filled from the lips): darkened by
+    ``MOUTH_SHADE`` at the lips and more towards the middle, over ``depth_px`` pixels."""
+    from .compositing import feather
+
+    inside = feather(mouth, depth_px)[mouth][:, None]  # 0 at the lips -> 1 deep inside
+    shade = MOUTH_SHADE * (1 - 2 / 3 * inside)
+    return np.clip(image[mouth] * shade, 0, 255).astype(np.uint8)
 
 
 def _depth_image(depth: np.ndarray) -> PIL.Image.Image:

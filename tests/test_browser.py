@@ -1,11 +1,13 @@
 """End to end in a real browser: Debian's Chromium driven by playwright against the app on a tiny model.
 
 Opens the page, uploads the astronaut example, waits until the 3D viewer shows the depth mesh, moves the
-yaw slider in the editing tab and waits for the new image, generates portraits and picks one for 3D.
+yaw slider and then the smile slider in the editing tab and waits for each new image, generates portraits
+(the photo moved to new poses) and picks one for 3D.
 Screenshots go to the test's tmp folder and are copied to /tmp/app_screens/.
 """
 
 import io
+import re
 import shutil
 from pathlib import Path
 
@@ -70,6 +72,17 @@ def wait_for_new_image(page, selector: str, before: str | None) -> None:
     )
 
 
+def drag_slider(page, name: str, fraction: float) -> float:
+    """Drag the control's slider from its middle to ``fraction`` of its width and release; its new value."""
+    box = page.locator(f"#control-{name} input[type=range]").bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] * 0.5, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * fraction, y, steps=8)
+    page.mouse.up()
+    return float(page.locator(f"#control-{name} input[type=number]").input_value())
+
+
 def links(page, selector: str) -> list[str]:
     return [a.get_attribute("href") for a in page.locator(f"{selector} a").all()]
 
@@ -88,28 +101,33 @@ def test_depth_then_edit_then_generate(page, tmp_path):
     page.get_by_text("head and neck pixels").wait_for()
     screenshot(page, tmp_path, "01_depth_estimation.png")
 
-    # 2. Editing: upload, then drag the yaw slider; on release a new edited photo replaces the old one
+    # 2. Editing: upload (the head is lifted into 3-D), then drag the yaw slider and then the smile slider; on
+    #    each release a new edited photo (the photo moved in 3-D, the default method) replaces the old one
     page.get_by_role("tab", name="Depth-driven editing").click()
     page.locator("#edit-photo input[type=file]").set_input_files(ASTRONAUT)
     page.locator("#edited-photo img").wait_for()
+    page.get_by_text("lifted into 3-D").wait_for()
     before = image_src(page, "#edited-photo")
-    slider = page.locator("#control-yaw input[type=range]").bounding_box()
-    y = slider["y"] + slider["height"] / 2
-    page.mouse.move(slider["x"] + slider["width"] * 0.5, y)
-    page.mouse.down()
-    page.mouse.move(slider["x"] + slider["width"] * 0.8, y, steps=8)
-    page.mouse.up()
-    assert float(page.locator("#control-yaw input[type=number]").input_value()) > 10
+    assert drag_slider(page, "yaw", 0.8) > 10
     wait_for_new_image(page, "#edited-photo", before)
     page.get_by_text("Re-rendered to: yaw").wait_for()
+    page.get_by_text("painted by the model").wait_for()
     wait_for_mesh(page, "#edit-mesh")
     screenshot(page, tmp_path, "02_editing_yaw.png")
+    before = image_src(page, "#edited-photo")
+    assert drag_slider(page, "smile", 0.85) > 0.2
+    wait_for_new_image(page, "#edited-photo", before)
+    page.get_by_text(re.compile(r"Re-rendered to: yaw .*, smile ")).wait_for()
+    wait_for_mesh(page, "#edit-mesh")
+    screenshot(page, tmp_path, "02_editing_yaw_smile.png")
 
-    # 3. Generation: a gallery of portraits and depths; clicking the second portrait shows its mesh
+    # 3. Generation: a gallery of portraits (the photo moved to new poses, the default source) and depths;
+    #    clicking the second portrait shows its mesh
     page.get_by_role("tab", name="Joint generation").click()
     page.locator("#generate-photo input[type=file]").set_input_files(ASTRONAUT)
     page.get_by_role("button", name="Generate", exact=True).click()
     page.get_by_text("portrait(s), seed").wait_for()
+    page.get_by_text("moved in 3-D to random poses").wait_for()
     wait_for_mesh(page, "#generate-mesh")
     first = links(page, "#generate-files")
     page.locator("#gallery button img").nth(2).click()  # portrait 2 (portraits and depths alternate)

@@ -49,7 +49,7 @@ def test_depth_command_writes_every_file(tiny_model_dir, astronaut, tmp_path):
 def test_generate_command_writes_one_folder_per_portrait(tiny_model_dir, astronaut, tmp_path):
     out = tmp_path / "gen"
     assert main(["generate", str(astronaut), "--model", str(tiny_model_dir), "--out", str(out), "--steps", "2",
-                 "--num", "2", "--seed", "3"]) == 0
+                 "--num", "2", "--seed", "3", "--source", "model"]) == 0
     for sub in ("000", "001"):
         check_depth_files(out / sub)
     a = np.asarray(Image.open(out / "000" / "rgb.png"))
@@ -57,12 +57,35 @@ def test_generate_command_writes_one_folder_per_portrait(tiny_model_dir, astrona
     assert not np.array_equal(a, b)
 
 
-def test_edit_command_by_pose_and_by_target_depth(tiny_model_dir, astronaut, tmp_path):
+def test_generate_command_from_the_photo(tiny_model_dir, astronaut, tmp_path, capsys):
+    out = tmp_path / "moved"
+    assert main(["generate", str(astronaut), "--model", str(tiny_model_dir), "--out", str(out), "--steps", "2",
+                 "--num", "2", "--seed", "3"]) == 0  # --source photo is the default
+    a, b = (np.asarray(Image.open(out / sub / "composite.png")) for sub in ("000", "001"))
+    assert a.shape == (512, 512, 3) and not np.array_equal(a, b)
+    for sub in ("000", "001"):
+        assert np.load(out / sub / "depth.npy").shape == Image.open(out / sub / "rgb.png").size[::-1]
+        assert (out / sub / "mesh.glb").stat().st_size > 0
+    assert "yaw (turn)" in capsys.readouterr().out  # says which pose each one got
+
+
+def test_edit_command_by_pose_and_by_target_depth(tiny_model_dir, astronaut, tmp_path, capsys):
     out = tmp_path / "pose"
     assert main(["edit", str(astronaut), "--model", str(tiny_model_dir), "--out", str(out), "--steps", "2",
-                 "--yaw", "20", "--smile", "0.5"]) == 0
+                 "--yaw", "20", "--smile", "0.5", "--method", "regenerate"]) == 0
     check_depth_files(out)
     assert (out / "target_depth_color.png").exists()
+    assert "re-generated" in capsys.readouterr().out
+
+    out = tmp_path / "warp"  # the default method: the photo moved in 3-D, at the output crop's size
+    assert main(["edit", str(astronaut), "--model", str(tiny_model_dir), "--out", str(out), "--steps", "2",
+                 "--yaw", "20", "--smile", "0.5"]) == 0
+    assert "painted by the model" in capsys.readouterr().out
+    assert Image.open(out / "rgb.png").size == (512, 512)
+    assert np.load(out / "depth.npy").shape == (512, 512)
+    assert Image.open(out / "composite.png").size == (512, 512)
+    for name in ("depth.png", "depth_color.png", "target_depth_color.png", "mesh.glb", "mesh.ply", "mesh.obj"):
+        assert (out / name).exists(), name
 
     crop = tmp_path / "crop.png"
     random_image(64).save(crop)
@@ -72,6 +95,14 @@ def test_edit_command_by_pose_and_by_target_depth(tiny_model_dir, astronaut, tmp
                  str(tiny_model_dir), "--out", str(out), "--steps", "2", "--strength", "1"]) == 0
     held = np.isfinite(square_depth(32))
     assert np.isfinite(np.load(out / "depth.npy")[held]).all()
+
+    # a target depth is followed by re-generating; warp cannot take one, nor move a face it did not find
+    assert main(["edit", str(crop), "--no-align", "--target-depth", str(tmp_path / "target.npy"), "--method",
+                 "warp", "--model", str(tiny_model_dir), "--out", str(out)]) == 2
+    assert "--method regenerate" in capsys.readouterr().err
+    assert main(["edit", str(crop), "--no-align", "--yaw", "10", "--model", str(tiny_model_dir), "--out",
+                 str(out)]) == 2
+    assert "--no-align" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

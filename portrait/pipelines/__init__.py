@@ -1,4 +1,4 @@
-"""Pipelines: generation, depth estimation and editing on one joint model; building and loading."""
+"""Pipelines: generation, depth estimation, editing and inpainting on one joint model; building and loading."""
 
 from .build import ModelConfig, build_from_stable_diffusion, build_pipeline
 from .loading import DEFAULT_MODEL_DIR, load_pipeline

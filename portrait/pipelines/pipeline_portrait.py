@@ -290,23 +290,30 @@ class PortraitPipeline(DiffusionPipeline):
 
         # 3. Known parts on the representation grid: x0_known [1, C, h, w], known [1, C, h, w] in {0, 1},
         #    noised [C]: the channels whose target is re-noised to each step's timestep
-        known, x0_known = None, None
+        encoded: dict[int, torch.Tensor] = {}  # each given tensor through the VAE once (known part and init alike)
+
+        def encode(value: torch.Tensor, encoder) -> torch.Tensor:
+            if id(value) not in encoded:
+                encoded[id(value)] = encoder(value)
+            return encoded[id(value)]
+
+        known, x0_known, everywhere = None, None, {}
         if rgb is not None or depth is not None:
             x0_known = torch.zeros((1,) + shape[1:], device=self.device, dtype=self.unet.dtype)
             known = torch.zeros_like(x0_known)
             noised = torch.zeros(shape[1], dtype=torch.bool, device=self.device)
             c = model.rgb_channels
-            for value, mask, encode, channels in (
-                (rgb, rgb_known, model.encode_rgb, slice(None, c)),
-                (depth, depth_known, model.encode_depth, slice(c, None)),
+            for name, value, mask, encoder, channels in (
+                ("rgb", rgb, rgb_known, model.encode_rgb, slice(None, c)),
+                ("depth", depth, depth_known, model.encode_depth, slice(c, None)),
             ):
                 if value is None:
                     continue
                 cells = known_cells(mask, f) if mask is not None else 1.0  # [1, 1, h, w]
-                everywhere = mask is None or bool((cells == 1).all())
-                x0_known[:, channels] = encode(value)
+                everywhere[name] = mask is None or bool((cells == 1).all())
+                x0_known[:, channels] = encode(value, encoder)
                 known[:, channels] = cells
-                noised[channels] = not (everywhere and self.config.clean_known)
+                noised[channels] = not (everywhere[name] and self.config.clean_known)
 
         def impose_known(x: torch.Tensor, t: torch.Tensor | None) -> torch.Tensor:
             if known is None:
@@ -321,7 +328,8 @@ class PortraitPipeline(DiffusionPipeline):
         # 4. Initial sample  [N, C, h, w]
         noise = randn_tensor(shape, generator=generator, device=self.device, dtype=self.unet.dtype)
         if init is not None:
-            x0_init = model.encode(*init).expand(n, -1, -1, -1)
+            x0_init = torch.cat([encode(init[0], model.encode_rgb), encode(init[1], model.encode_depth)], dim=1)
+            x0_init = x0_init.expand(n, -1, -1, -1)
             x = scheduler.add_noise(x0_init, noise, timesteps[:1].expand(n))
         else:
             x = noise * scheduler.init_noise_sigma
@@ -341,8 +349,11 @@ class PortraitPipeline(DiffusionPipeline):
             if callback is not None:
                 callback(i + 1, total)
 
-        # 6. Decode  [N, 3, R, R], [N, 1, R, R]
-        return model.decode(x)
+        # 6. Decode  [N, 3, R, R], [N, 1, R, R]; a modality known everywhere is its given value
+        z_rgb, z_depth = x.split([model.rgb_channels, model.depth_channels], dim=1)
+        out_rgb = rgb.expand(n, -1, -1, -1) if everywhere.get("rgb") else model.decode_rgb(z_rgb)
+        out_depth = depth.expand(n, -1, -1, -1) if everywhere.get("depth") else model.decode_depth(z_depth)
+        return out_rgb, out_depth
 
     # --- the four jobs: one sampler, different known parts -------------------------------------------------
 

@@ -2,11 +2,11 @@
 
 A :class:`HeadLayer` is built once per photo from its depth (:func:`build_head_layer`); :func:`render`
 moves it by pose and expression controls, ray-casts it and samples the full-resolution photo, and says which
-pixels no photo pixel can show (the holes, for the joint model to paint)::
+pixels no photo pixel can show (the holes, for the joint model to paint) and at what depth::
 
     layer = build_head_layer(photo, aligned_face, head_depth)
     view = render(layer, FaceControls(yaw=20, smile=0.5))
-    view.image, view.holes, view.depth, view.changed      # [S, S, 3] uint8, [S, S] bool, [S, S] z, [S, S] bool
+    view.image, view.holes, view.fill_depth, view.changed   # [S, S, 3] uint8, [S, S] bool, [S, S] z, [S, S] bool
 """
 
 from __future__ import annotations
@@ -16,9 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..face import FaceControls
-from .layer import DEFAULT_RELIEF, HeadLayer, build_head_layer, output_size
+from .layer import DEFAULT_RELIEF, MOUTH, HeadLayer, build_head_layer, output_size
 from .motion import move
 from .warp import Warp, cast, sample
+
+MOUTH_DEPTH = 0.3  # an opened mouth's inside lies this many eye distances behind the lips
 
 
 @dataclass
@@ -29,47 +31,62 @@ class View:
         image: ``[S, S, 3]`` uint8: the photo's own pixels moved; the photo's crop where nothing moved; holes
             hold the unmoved crop until painted.
         holes: ``[S, S]`` bool, what the photo cannot show.
+        mouth: ``[S, S]`` bool, the holes that are the inside of an opened mouth (a part of ``holes``).
         depth: ``[S, S]`` float32 camera z of the moved head (NaN elsewhere).
+        fill_depth: ``[S, S]`` float32 the depth to paint the holes with: ``depth``, continued into the holes
+            that the head surrounds (from the nearest head pixel; an opened mouth ``MOUTH_DEPTH`` deeper); NaN
+            for background, e.g. uncovered behind a turned head.
         changed: ``[S, S]`` bool, the pixels the edit may change (the head before and after, with the holes).
     """
 
     image: np.ndarray
     holes: np.ndarray
+    mouth: np.ndarray
     depth: np.ndarray
+    fill_depth: np.ndarray
     changed: np.ndarray
 
 
 def render(layer: HeadLayer, controls: FaceControls) -> View:
     """The layer moved by ``controls`` and seen by the crop's camera. Zero controls give the crop back exactly."""
     if controls.clipped().is_identity():
-        return View(image=layer.crop.copy(), holes=np.zeros_like(layer.covered), depth=layer.depth.copy(),
-                    changed=np.zeros_like(layer.covered))
+        none = np.zeros_like(layer.covered)
+        return View(image=layer.crop.copy(), holes=none, mouth=none, depth=layer.depth.copy(),
+                    fill_depth=layer.depth.copy(), changed=none)
     warp = cast(layer.mesh, move(layer, controls), layer.size, layer.camera)
     holes = warp.holes(layer.covered)
     image = layer.crop.copy()
     shown = warp.hit & ~holes
     image[shown] = sample(layer.source, warp.source, layer.crop_to_source)[shown]
-    return View(image=image, holes=holes, depth=warp.depth, changed=layer.covered | warp.hit)
+    mouth, fill_depth = _hole_depth(warp, holes, MOUTH_DEPTH * layer.face_scale)
+    return View(image=image, holes=holes, mouth=mouth, depth=warp.depth, fill_depth=fill_depth,
+                changed=layer.covered | warp.hit)
 
 
-def hole_depth(view: View, head_share: float = 0.6) -> np.ndarray:
-    """``[S, S]`` depth to paint the holes with: the moved head's depth, continued (from the nearest head pixel)
-    into each hole that the head surrounds (an opened mouth, the far side of the nose); holes at the head's
-    outline (background uncovered by a turn) stay NaN, i.e. background."""
+def _hole_depth(warp: Warp, holes: np.ndarray, mouth_depth: float, head_share: float = 0.6):
+    """``(mouth, depth)``: which holes are an opened mouth (they border the mouth part), and the depth to paint
+    the holes with (see :class:`View`). A hole is inside the head when the head makes up ``head_share`` of
+    the ring around it."""
     from scipy import ndimage
 
-    depth = view.depth.copy()
+    depth = warp.depth.copy()
     head = np.isfinite(depth)
-    labels, count = ndimage.label(view.holes)
+    labels, count = ndimage.label(holes)
+    mouth = np.zeros_like(holes)
     if count == 0 or not head.any():
-        return depth
-    ring = ndimage.binary_dilation(view.holes, iterations=2) & ~view.holes
-    share = ndimage.mean(head[ring], labels=ndimage.grey_dilation(labels, size=5)[ring], index=np.arange(1, count + 1))
-    inner = np.isin(labels, 1 + np.flatnonzero(np.nan_to_num(share) >= head_share))
+        return mouth, depth
+    ring = ndimage.binary_dilation(holes, iterations=2) & ~holes
+    owner = ndimage.grey_dilation(labels, size=5)[ring]  # the hole each ring pixel borders
+    index = np.arange(1, count + 1)
+    inner = np.nan_to_num(ndimage.mean(head[ring], labels=owner, index=index)) >= head_share
+    lips = ndimage.maximum(warp.part[ring] == MOUTH, labels=owner, index=index) > 0
     nearest = ndimage.distance_transform_edt(~head, return_distances=False, return_indices=True)
-    depth[inner] = depth[tuple(nearest)][inner]
-    return depth
+    inside = np.isin(labels, index[inner])
+    depth[inside] = depth[tuple(nearest)][inside]
+    mouth = np.isin(labels, index[inner & lips])
+    depth[mouth] += mouth_depth
+    return mouth, depth
 
 
-__all__ = ["hole_depth", "DEFAULT_RELIEF", "HeadLayer", "View", "Warp", "build_head_layer", "cast", "move", "output_size", "render",
-           "sample"]
+__all__ = ["DEFAULT_RELIEF", "MOUTH_DEPTH", "HeadLayer", "View", "Warp", "build_head_layer", "cast", "move",
+           "output_size", "render", "sample"]

@@ -64,6 +64,14 @@ class HeadLayer:
     def camera(self) -> PinholeCamera:
         return self.face.camera
 
+    @property
+    def face_scale(self) -> float:
+        """The eye distance in camera units (the unit of the face's own frame)."""
+        from ..face.mesh import eye_centres
+
+        right, left = eye_centres(self.face.vertices)
+        return float(np.linalg.norm(left - right))
+
 
 def output_size(face: AlignedFace) -> int:
     """The output crop's side: about the face's own resolution in the photo, within ``[MIN_SIZE, MAX_SIZE]``."""

@@ -22,6 +22,7 @@ from .layer import EYES, MOUTH, HeadLayer
 RBF_GRID = 64  # the expression field is evaluated on this grid over the crop, then interpolated
 JAW_FADE_SIDE = 0.8  # eye distances past the mouth corners over which the jaw's rotation fades out
 JAW_FADE_NECK = 0.5  # eye distances below the jaw line over which it fades out
+JAW_LIP = 0.4  # eye distances below the lips from which the jaw's turn is whole, corners included
 EYE_RECESS = 0.05  # closing eyes: the eye openings sink this many eye distances, so the lids pass in front
 
 
@@ -94,16 +95,23 @@ def _spread(layer: HeadLayer, displacement: np.ndarray) -> np.ndarray:
 
 
 def _jaw_weight(layer: HeadLayer, frame: FaceFrame, local: np.ndarray) -> np.ndarray:
-    """``[V]`` in [0, 1]: 1 on the lower lip, chin and jaw, 0 on and above the upper lip (the layer is cut
-    between them), fading past the mouth corners and down the neck."""
+    """``[V]`` in [0, 1]: how much of the jaw's turn each vertex takes. 0 on and above the upper lip; below the
+    inner lip contour (where the layer is cut) the lower lip opens like a real mouth, most in the middle and not
+    at all at the corners, where the cut ends; from ``JAW_LIP`` below the lips the chin and jaw take all of it;
+    fading past the mouth corners towards the ears and down the neck."""
     face = frame.to_face(layer.face.vertices)
-    line = sum(_chain_at_x(face[list(REGIONS[lip])], local[:, 0])[:, 1] for lip in ("upper_lip_inner", "lower_lip_inner")) / 2
-    corner = float(np.abs(face[list(REGIONS["mouth_corners"]), 0]).max())
+    lips = ("upper_lip_inner", "lower_lip_inner")
+    line = sum(_chain_at_x(face[list(REGIONS[lip])], local[:, 0])[:, 1] for lip in lips) / 2  # [V]
+    corners = face[list(REGIONS["mouth_corners"][2:]), 0]  # the inner corners: where the cut ends
+    centre, half = float(corners.mean()), float(np.abs(corners - corners.mean()).max())
+    across = np.abs(local[:, 0] - centre)
+    side = np.maximum(across - half, 0.0)  # past the corners
+    below = local[:, 1] - line
+    open_lip = np.clip(1 - (across / half) ** 2, 0, 1)  # the lower lip's share along the mouth
+    chin = np.clip(below / JAW_LIP, 0, 1)
     jaw = _chain_at_x(face[list(REGIONS["jaw_line"])], local[:, 0])[:, 1]
-    side = np.maximum(np.abs(local[:, 0]) - corner, 0.0)
-    below = _smoothstep((local[:, 1] - line) / np.maximum(0.6 * side, 1e-3) + 0.5)
     neck = (1 - _smoothstep((local[:, 1] - jaw) / JAW_FADE_NECK)) * _neck_weight(layer)  # 0 by the crop's bottom
-    weight = below * (1 - _smoothstep(side / JAW_FADE_SIDE)) * neck
+    weight = (below > 0) * (open_lip * (1 - chin) + chin) * (1 - _smoothstep(side / JAW_FADE_SIDE)) * neck
     weight[layer.parts == MOUTH] = 0.0  # what shows between the lips belongs to the upper jaw
     return weight
 

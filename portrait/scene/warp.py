@@ -29,12 +29,14 @@ class Warp:
         source: ``[S, S, 2]`` float32 source position (crop pixels at ``S``, continuous) of each hit, NaN elsewhere.
         depth: ``[S, S]`` float32 camera z of each hit, NaN elsewhere.
         stretched: ``[S, S]`` bool, hits on triangles stretched beyond ``MAX_STRETCH``.
+        part: ``[S, S]`` int part label of each hit (the mesh's ``vertex_attributes["part"]``, 0 without), -1 elsewhere.
     """
 
     hit: np.ndarray
     source: np.ndarray
     depth: np.ndarray
     stretched: np.ndarray
+    part: np.ndarray
 
     def holes(self, covered: np.ndarray) -> np.ndarray:
         """``[S, S]`` bool: what the photo cannot show (uncovered pixels of ``covered``, stretched hits), grown a little."""
@@ -65,6 +67,7 @@ def cast(mesh, vertices: np.ndarray, size: int, camera: PinholeCamera) -> Warp:
 
     source = np.full((size, size, 2), np.nan, np.float32)
     stretched = np.zeros((size, size), bool)
+    part = np.full((size, size), -1, np.int32)
     if hit.any():
         ids = hits["primitive_ids"].numpy()[hit].astype(np.int64)  # [M]
         uv = hits["primitive_uvs"].numpy()[hit].astype(np.float64)  # [M, 2]: p = (1-u-v) v0 + u v1 + v v2
@@ -72,7 +75,10 @@ def cast(mesh, vertices: np.ndarray, size: int, camera: PinholeCamera) -> Warp:
         source[hit] = (1 - uv.sum(1, keepdims=True)) * corners[:, 0] + uv[:, :1] * corners[:, 1] + uv[:, 1:] * corners[:, 2]
         grown = _area(camera.project(vertices, size)[faces]) / np.maximum(_area(pixel[faces]), 1e-9)  # [F]
         stretched[hit] = grown[ids] > MAX_STRETCH
-    return Warp(hit=hit, source=source, depth=np.where(hit, t_hit, np.nan).astype(np.float32), stretched=stretched)
+        labels = mesh.vertex_attributes.get("part")
+        part[hit] = labels[faces[ids, 0]] if labels is not None else 0
+    depth = np.where(hit, t_hit, np.nan).astype(np.float32)
+    return Warp(hit=hit, source=source, depth=depth, stretched=stretched, part=part)
 
 
 def _area(tri: np.ndarray) -> np.ndarray:
