@@ -161,7 +161,9 @@ def bench_mesh(args) -> dict:
 def bench_app(args) -> dict:
     """The app's two interactive paths, in-process through the app's own handlers and default settings:
     photo upload -> depth + mesh shown (find/align/mesh the face, estimate depth, write the downloads and the
-    GLB) and slider release -> new image (edit the prepared photo to a new yaw). ``--model`` or the embedded
+    GLB); the editing tab's upload (the head lifted into 3-D once per photo); and slider release -> new image
+    (edit the prepared photo to a new yaw, by warping the photo, the default, and by re-generating the face,
+    interleaved, with their ratio). ``--model`` or the embedded
     default; without one installed, the default architecture with random weights (same compute)."""
     from statistics import median
 
@@ -183,11 +185,14 @@ def bench_app(args) -> dict:
     ui = StudioDemo(studio, OutputStore(keep=4))
     warm_up(studio)  # as main() does before serving
 
-    upload, release = [], []
-    state = ui.photo(photo)
+    upload, lift, release, regenerate = [], [], [], []
+    state = ui.load_for_edit(photo).state  # the editing tab's upload: face found, head lifted into 3-D
     for i in range(args.repeats):
         upload.append(timed(lambda: ui.estimate_depth(photo, state=None)))  # state=None: a fresh upload
-        release.append(timed(lambda i=i: ui.edit(photo, yaw=15.0 if i % 2 == 0 else -15.0, state=state)))
+        lift.append(timed(lambda: ui.load_for_edit(photo, state=None)))
+        yaw = 15.0 if i % 2 == 0 else -15.0  # the two edit methods side by side, interleaved
+        release.append(timed(lambda yaw=yaw: ui.edit(photo, yaw=yaw, state=state, method="warp")))
+        regenerate.append(timed(lambda yaw=yaw: ui.edit(photo, yaw=yaw, state=state, method="regenerate")))
     ui.store.close()
     s = {name: int(SETTINGS[name].default) for name in ("ensemble_size", "depth_steps", "edit_steps")}
     return {
@@ -199,8 +204,12 @@ def bench_app(args) -> dict:
                     f"strength {SETTINGS['strength'].default}, guidance {SETTINGS['guidance'].default}",
         "upload_to_depth_and_mesh_s_best": round(min(upload), 3),
         "upload_to_depth_and_mesh_s_median": round(median(upload), 3),
+        "edit_upload_to_ready_s_median": round(median(lift), 3),
+        "edit_output_crop_px": int(state.photo.layers[id(studio.pipe)].size),
         "release_to_image_s_best": round(min(release), 3),
         "release_to_image_s_median": round(median(release), 3),
+        "release_regenerate_s_median": round(median(regenerate), 3),
+        "release_regenerate_over_warp": round(median(regenerate) / median(release), 2),
         "peak_rss_mb": round(peak_rss_mb(), 1),
     }
 

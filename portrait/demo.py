@@ -60,7 +60,7 @@ class Limits:
 SETTINGS: dict[str, Limits] = {
     "ensemble_size": Limits(1, 8, 2),
     "depth_steps": Limits(1, 50, 10),
-    "edit_steps": Limits(1, 50, 16),
+    "edit_steps": Limits(1, 50, 10),  # warp: the hole fill (portrait.studio.FILL_STEPS); regenerate: the whole face
     "generate_steps": Limits(1, 50, 20),
     "strength": Limits(0.1, 1.0, 0.8, 0.05),
     "guidance": Limits(1.0, 5.0, 2.0, 0.1),

@@ -16,16 +16,18 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..compositing import feather
 from ..depth import align_scale_shift, resize_depth, upsample_depth
 from ..face import AlignedFace, FaceMesh, PinholeCamera, face_mesh_from_landmarks
 from ..face.align import warp_to_square
 from ..face.mesh import REGIONS
 
 MIN_SIZE, MAX_SIZE = 512, 1024  # the output crop follows the face's size in the photo, within these
+MESH_FEATHER = 1 / 32  # the face mesh's depth blends into the model's over this part of the crop at its border
 MESH_STEP = 2  # output pixels per grid step of the layer's mesh (the warp is smooth; cuts stay 2 px wide)
-# The head's relief is deepened by this factor about its centre before it is turned. A relative depth
-# aligned to the face mesh turns the head too little when re-measured (about 13-16 degrees for a yaw of 20);
-# chosen on the example photos by `python -m portrait eval --edits` (model card, editing).
+# The head's relief is deepened by this factor about its centre before it is turned: mediapipe's own
+# geometry turned by 20 degrees re-measures at about 14 (its relative z is flatter than its x and y). Chosen
+# on the example photos with `python -m portrait eval --edits` (README, editing).
 DEFAULT_RELIEF = 1.6
 
 SKIN, MOUTH, EYES = 0, 1, 2  # part labels: the mesh is cut where they meet
@@ -102,16 +104,15 @@ def build_head_layer(
     crop = np.asarray(warp_to_square(photo, to_photo, size))
     source, crop_to_source = _source(photo, to_photo)
 
-    # 2. Depth in the camera frame: the relative depth aligned to the face mesh, deepened about the head centre
+    # 2. Depth in the camera frame: the face mesh's own geometry where it exists (mediapipe's landmarks, in the
+    #    photo's scale), the model's depth around it (hair, ears, neck) put in that scale, deepened by `relief`
     mesh = face_mesh_from_landmarks(face.landmarks, face.size)
     depth = np.asarray(depth, dtype=np.float32)
     mesh_z = render_depth(mesh, depth.shape[::-1]).depth
-    scale, shift = align_scale_shift(depth, mesh_z, np.isfinite(mesh_z))
-    if scale <= 0:  # a depth that disagrees with the face mesh: keep the mesh's extent
-        scale = float(np.nanmax(mesh_z) - np.nanmin(mesh_z)) / max(float(np.nanmax(depth) - np.nanmin(depth)), 1e-6)
-        shift = float(np.nanmedian(mesh_z) - scale * np.nanmedian(depth))
-    z = scale * depth + shift
-    z = np.where(np.isfinite(z), z, mesh_z)  # the face is in the layer even where the model saw no head
+    z = _to_mesh_scale(depth, mesh_z)
+    on_mesh = np.isfinite(mesh_z)
+    weight = feather(on_mesh, MESH_FEATHER * depth.shape[0])  # 0 off the mesh -> 1 inside it
+    z = np.where(on_mesh, weight * np.nan_to_num(mesh_z) + (1 - weight) * np.where(np.isfinite(z), z, 0), z)
     centre = float(mesh.head_centre()[2])
     z = centre + relief * (z - centre)
     mesh.vertices *= ((centre + relief * (mesh.vertices[:, 2] - centre)) / mesh.vertices[:, 2])[:, None]
@@ -138,6 +139,18 @@ def build_head_layer(
 
 
 # --- helpers ------------------------------------------------------------------------------------------------
+
+
+def _to_mesh_scale(depth: np.ndarray, mesh_z: np.ndarray) -> np.ndarray:
+    """Relative ``depth`` put in the face mesh's camera z by scale and shift. The fit regresses the model's depth
+    on the mesh's (``depth ~ a mesh_z + b``, then inverted): the model's depth is the noisy one, and regressing
+    the other way would flatten the head by as much as the noise (regression dilution)."""
+    both = np.isfinite(depth) & np.isfinite(mesh_z)
+    a, b = align_scale_shift(mesh_z, depth, both)
+    if both.sum() < 2 or a <= 1e-6:  # no usable overlap: keep the mesh's extent
+        a = max(float(np.nanmax(depth) - np.nanmin(depth)), 1e-6) / max(float(np.nanmax(mesh_z) - np.nanmin(mesh_z)), 1e-6)
+        b = float(np.nanmedian(depth) - a * np.nanmedian(mesh_z))
+    return (depth - b) / a
 
 
 def _source(photo: Image.Image, to_photo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

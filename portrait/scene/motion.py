@@ -19,7 +19,7 @@ from ..face.controls import EXPRESSIONS, FaceFrame, _chain_at_x, pose_rotation
 from ..face.mesh import REGIONS
 from .layer import EYES, MOUTH, HeadLayer
 
-RBF_GRID = 64  # the expression field is evaluated on this grid over the crop, then interpolated
+RBF_GRID = 128  # the expression field is evaluated on this grid over the crop, then interpolated
 JAW_FADE_SIDE = 0.8  # eye distances past the mouth corners over which the jaw's rotation fades out
 JAW_FADE_NECK = 0.5  # eye distances below the jaw line over which it fades out
 JAW_LIP = 0.4  # eye distances below the lips from which the jaw's turn is whole, corners included
