@@ -170,3 +170,38 @@ def test_large_photo_is_sampled_at_its_own_resolution():
     layer = build_head_layer(big, face, head_and_neck_depth(face, 64))
     assert layer.crop.shape[0] == output_size(face)
     assert layer.source.shape[0] >= 768  # the photo, at most box-reduced, not the model's crop
+
+
+# --- through the studio, with the model painting the holes (a tiny model) -----------------------------------
+
+
+@pytest.fixture(scope="module")
+def studio_photo(pixel_pipe):
+    from portrait.studio import Studio
+
+    studio = Studio(pixel_pipe)
+    return studio, studio.prepare(astronaut_image())
+
+
+def test_model_paints_the_holes_only(studio_photo):
+    studio, photo = studio_photo
+    view = render(studio.head_layer(photo), FaceControls(yaw=20))
+    assert view.holes.any()
+    painted = studio._fill_holes(photo, view, steps=2, guidance=1.0, seed=0, callback=None)
+    assert np.array_equal(painted[~view.holes], view.image[~view.holes])  # known pixels never pass the model
+    assert not np.array_equal(painted[view.holes], view.image[view.holes])
+
+
+def test_edit_changes_the_photo_only_around_the_head(studio_photo):
+    studio, photo = studio_photo
+    result = studio.edit(photo, FaceControls(yaw=20), steps=2)
+    changed = np.any(np.asarray(result.composite) != np.asarray(photo.image), axis=-1)
+    layer = studio.head_layer(photo)
+    ys, xs = np.nonzero(layer.covered | np.isfinite(result.depth))
+    corners = photo.face.to_photo(np.stack([xs, ys], 1) + 0.5, size=layer.size)  # the head, before and after
+    x0, y0 = corners.min(axis=0) - 6
+    x1, y1 = corners.max(axis=0) + 6
+    yy, xx = np.nonzero(changed)
+    assert changed.any()
+    assert ((xx >= x0) & (xx <= x1) & (yy >= y0) & (yy <= y1)).all()
+    assert np.array_equal(np.asarray(studio.edit(photo, FaceControls()).composite), np.asarray(photo.image))
