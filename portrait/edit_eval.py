@@ -9,8 +9,9 @@ measured against the original (:mod:`portrait.face.measure`):
 - expression: mouth width change (%), eye opening ratio (edited / original), mouth opening change (eye
   distances);
 - background: PSNR outside the head, the head being the union of the model's head masks of the original and of
-  the edited photo and of the edit's own head silhouette (``result.mask``: the model's mask alone misses parts
-  of a moved head), each pasted into the photo by its alignment and grown by 2 % of the face crop's side;
+  the edited photo and of the head as the edit saw it (a warp edit's ``extras["changed"]``: its head before and
+  after; else ``result.mask``), each pasted into the photo by its alignment and grown by 2 % of the face crop's
+  side;
 - speed: wall time of the ``Studio.edit`` call alone.
 
 Writes ``edits.md`` (a table per photo and the pass bars), ``edits.json`` (every number) and
@@ -139,7 +140,9 @@ def _measure(studio, original, reference: dict, photo, result) -> dict:
         edited = studio.prepare(composite)
     except NoFaceError:
         edited, notes = None, ["no face found on the edit"]
-    region = reference["head"] | crop_mask_in_photo(photo, result.mask)  # + the edited head's own silhouette
+    # + the head as the edit itself saw it, before and after (a moved head's outline is not the model's mask)
+    edited_head = np.asarray(result.extras["changed"]) > 0 if "changed" in result.extras else result.mask
+    region = reference["head"] | crop_mask_in_photo(photo, edited_head)
     if edited is not None:
         landmarks = _photo_landmarks(edited)
         region |= head_region(studio, edited)
@@ -270,7 +273,7 @@ def markdown_report(summary: dict) -> str:
         "photo against the original: identity = dlib face-descriptor distance (< 0.6 same person); yaw / pitch / "
         "roll = head rotation re-measured from mediapipe landmarks (degrees, the controls' signs); mouth width % "
         "change; eye opening edited / original; mouth opening change in eye distances; PSNR outside the head "
-        f"(union of the model's head masks of both photos and the edit's own head silhouette, grown by {HEAD_MARGIN:.0%} "
+        f"(union of the model's head masks of both photos and the head as the edit saw it, grown by {HEAD_MARGIN:.0%} "
         "of the crop side); seconds = "
         "the edit call alone.", "",
         "## Pass bars", "",

@@ -236,7 +236,8 @@ class Studio:
         mask = np.isfinite(view.depth)
         return PortraitResult(
             image=PIL.Image.fromarray(image), depth=view.depth, mask=mask, target_depth=view.depth,
-            composite=composite, extras={"holes": PIL.Image.fromarray(view.holes.astype(np.uint8) * 255)},
+            composite=composite, extras={name: PIL.Image.fromarray(mask.astype(np.uint8) * 255)
+                                         for name, mask in (("holes", view.holes), ("changed", view.changed))},
         )
 
     def _fill_holes(self, photo: Photo, view: View, steps: int, guidance: float, seed: int, callback) -> np.ndarray:

@@ -30,9 +30,20 @@ def test_config_rejects_unknown_keys(tmp_path):
         load_config(bad)
     with pytest.raises(PortraitError, match="does not exist"):
         load_config(tmp_path / "missing.yaml")
-    for mix in ([1, 1], [1, -1, 0], [0, 0, 0]):
+    for mix in ([1, 1], [1, -1, 0], [0, 0, 0], [0, 0, 0, 0], [1, 0, 0, 0, 1], [1, 0, True], "1,0,0"):
         with pytest.raises(PortraitError, match="task_mix"):
             load_config(CONFIG, {"diffusion.task_mix": mix})
+
+
+def test_config_takes_a_hole_task_and_a_pipeline_to_start_from():
+    cfg = load_config(CONFIG, {"diffusion.task_mix": [0.25, 0.4, 0.15, 0.2], "diffusion.init_pipeline": "some/folder"})
+    assert cfg.diffusion.hole_task and cfg.diffusion.init_pipeline == "some/folder"
+    assert not load_config(CONFIG).diffusion.hole_task  # 3 weights: no hole task
+    assert not load_config(CONFIG, {"diffusion.task_mix": [1, 0, 0, 0]}).diffusion.hole_task
+    with pytest.raises(PortraitError, match="hole_masks"):
+        load_config(CONFIG, {"diffusion.hole_masks": 3})
+    with pytest.raises(PortraitError, match="not both"):
+        load_config(CONFIG, {"diffusion.init_pipeline": "a", "init_from": "b"})
 
 
 @pytest.fixture(scope="module")
@@ -122,3 +133,39 @@ def test_eval_of_a_latent_model_reports_the_vae_floor(trained, tmp_path):
                        timing_steps=1)
     floor = summary["depth"]["VAE round trip of the ground truth"]
     assert floor["n"] == 2 and 0 <= floor["rmse"] < 1
+
+
+def test_fine_tuning_a_pipeline_on_the_hole_task(trained, tmp_path, capsys):
+    """The diffusion stage starts from a saved pipeline (no VAE stages, its VAE kept) and learns the hole task."""
+    import shutil
+
+    import numpy as np
+
+    from portrait.pipelines.loading import load_pipeline
+    from portrait.training.holes import HoleBank, random_holes
+
+    init = trained / "run"
+    assert json.loads((init / "model_index.json").read_text())["clean_partial"] is False  # 3 weights
+    holes = np.stack([random_holes(32, np.random.default_rng(i)) for i in range(4)])
+    bank = HoleBank(holes, np.array(["x"] * 4), np.zeros((4, 5), np.float32)).save(tmp_path / "bank.npz")
+    out = tmp_path / "tuned"
+    args = ("train", "--config", str(CONFIG), "--output-dir", str(out), "--set", f"data.path={trained / 'data'}",
+            "--set", "diffusion.task_mix=[0.25,0.4,0.15,0.2]")
+    with pytest.raises(PortraitError, match="does not exist"):
+        run_cli(*args, "--set", f"diffusion.hole_masks={tmp_path / 'missing.npz'}")
+    capsys.readouterr()
+    run_cli(*args, "--set", f"diffusion.init_pipeline={init}", "--set", f"diffusion.hole_masks={bank}")
+    printed = capsys.readouterr().out
+    assert "VAE kept frozen" in printed and "hole task: HoleMasks(32x32, 4 bank masks (50%)" in printed
+    assert not (out / "stage_vae").exists() and (out / "checkpoints" / "diffusion-0000003").is_dir()
+    index = json.loads((out / "model_index.json").read_text())
+    assert index["clean_partial"] is True and index["clean_known"] is True
+    before, after = load_pipeline(init), load_pipeline(out)
+    assert all(torch.equal(v, after.vae.state_dict()[k]) for k, v in before.vae.state_dict().items())
+    assert any(not torch.equal(v, after.unet.state_dict()[k]) for k, v in before.unet.state_dict().items())
+    assert after.holds_clean(False) and not before.holds_clean(False)
+    # a run from another pipeline never resumes this one's checkpoints
+    other = tmp_path / "other"
+    shutil.copytree(init, other, ignore=shutil.ignore_patterns("checkpoints", "stage_*"))
+    with pytest.raises(PortraitError, match="comes from a run with init_pipeline"):
+        run_cli(*args, "--set", f"diffusion.init_pipeline={other}", "--set", "diffusion.steps=4")

@@ -9,6 +9,14 @@ from diffusers import AutoencoderKL, UNet2DConditionModel
 from .context import LearnedContext, clip_image_context
 from .reference import ReferenceNet, ReferenceState, set_reference_processors
 
+TASKS = ("joint", "depth", "rgb", "holes")  # the jobs of ``JointDiffusion.training_loss``'s ``task_mix``, in order
+
+
+def known_cells(known: torch.Tensor, factor: int) -> torch.Tensor:
+    """Pixel known mask ``[B, 1, H, W]`` (1 = known) -> the representation grid ``[B, 1, H / f, W / f]``: a cell
+    is known only if all of its ``f x f`` pixels are (max-pooling of the unknown mask)."""
+    return 1 - F.max_pool2d(1 - known, factor)
+
 
 def vae_encode(vae: AutoencoderKL, x: torch.Tensor) -> torch.Tensor:
     """RGB ``[B, 3, H, W]`` or a depth code ``[B, 1, H, W]`` (replicated to 3 channels), in [-1, 1] -> the
@@ -141,23 +149,35 @@ class JointDiffusion(torch.nn.Module):
         reference_dropout: float = 0.1,
         depth_weight: float = 1.0,
         generator: torch.Generator | None = None,
-        task_mix: tuple[float, float, float] = (1.0, 0.0, 0.0),
+        task_mix: tuple[float, ...] = (1.0, 0.0, 0.0),
     ) -> torch.Tensor:
-        """Denoising loss over the sampled channels (RGB and depth) of one batch.
+        """Denoising loss over the sampled cells (RGB and depth) of one batch.
 
         ``batch``: ``rgb`` ``[B, 3, H, W]`` in [-1, 1], ``depth`` ``[B, 1, H, W]`` depth code in [-1, 1],
-        ``reference`` ``[B, 3, H, W]`` in [-1, 1] (another view of the same person). A fraction
-        ``reference_dropout`` of the samples is trained without the reference (and with the unconditional
-        context) so classifier-free guidance on identity works.
+        ``reference`` ``[B, 3, H, W]`` in [-1, 1] (another view of the same person), and for the hole task
+        ``holes`` ``[B, 1, H, W]`` (1 = a hole, at pixel resolution, also when ``rgb`` and ``depth`` are already
+        latents). A fraction ``reference_dropout`` of the samples is trained without the reference (and with
+        the unconditional context) so classifier-free guidance on identity works.
 
-        ``task_mix`` (joint, depth from RGB, RGB from depth): the share of samples trained for each job.
-        *Joint* samples noise every channel. For the two conditional jobs the known modality is given
-        clean (not noised) and only the other one is noised and scored, which is how the pipeline then
-        holds known channels (``PortraitPipeline(clean_known=True)``): the conditional jobs get their own
-        training signal instead of relying on RePaint-style replacement alone.
+        ``task_mix`` (joint, depth from RGB, RGB from depth[, hole fill]; 3 weights = no hole task): the share
+        of samples trained for each job. *Joint* samples noise every channel. For the two conditional jobs the
+        known modality is given clean (not noised) and only the other one is noised and scored, which is how
+        the pipeline then holds known channels (``PortraitPipeline(clean_known=True)``): the conditional jobs
+        get their own training signal instead of relying on RePaint-style replacement alone. *Hole fill* (the
+        editing engine's job, :mod:`portrait.scene`): the depth is given clean everywhere and the RGB clean
+        outside the sample's ``holes``, noised inside them; on the latent grid a cell with any hole pixel is a
+        hole (:func:`known_cells`, the pipeline's rule), and the pipeline then holds a partly known modality
+        clean too (``PortraitPipeline(clean_partial=True)``).
+
+        Each channel of each sample is scored by its mean error over its noised cells, so a hole sample counts
+        as much as an editing sample whatever its holes' size; the loss is the mean over the scored channels
+        (depth channels weighted by ``depth_weight``).
         """
         rgb, code, reference = batch["rgb"], batch["depth"], batch["reference"]
         bsz, device = rgb.shape[0], rgb.device
+        mix = tuple(float(w) for w in task_mix) + (0.0,) * (len(TASKS) - len(task_mix))
+        if len(mix) != len(TASKS):
+            raise ValueError(f"task_mix must have 3 or 4 weights {TASKS}, got {tuple(task_mix)}")
         with torch.no_grad():
             x0 = self.encode(rgb, code)  # [B, C, h, w]
         noise = torch.randn(x0.shape, generator=generator, device=device, dtype=x0.dtype)
@@ -165,12 +185,24 @@ class JointDiffusion(torch.nn.Module):
             0, noise_scheduler.config.num_train_timesteps, (bsz,), generator=generator, device=device
         )
         x_t = noise_scheduler.add_noise(x0, noise, timesteps)
-        # which modality is given clean: task 0 none (joint), 1 RGB (depth estimation), 2 depth (editing)
-        mix = torch.tensor(task_mix, dtype=torch.float32, device=device)
-        task = torch.multinomial(mix / mix.sum(), bsz, replacement=True, generator=generator)  # [B]
-        channel_rgb = torch.arange(x0.shape[1], device=device) < self.rgb_channels  # [C]
-        clean = ((task[:, None] == 1) & channel_rgb) | ((task[:, None] == 2) & ~channel_rgb)  # [B, C]
-        x_t = torch.where(clean[:, :, None, None], x0, x_t)
+
+        # which cells are given clean: task 0 none (joint), 1 the RGB (depth estimation), 2 the depth (editing),
+        # 3 the depth and the RGB outside the holes (hole fill)
+        weights = torch.tensor(mix, dtype=torch.float32, device=device)
+        task = torch.multinomial(weights / weights.sum(), bsz, replacement=True, generator=generator)  # [B]
+        rgb_given = (task == 1).to(x0.dtype).view(-1, 1, 1, 1)  # [B, 1, 1, 1]
+        depth_given = ((task == 2) | (task == 3)).to(x0.dtype).view(-1, 1, 1, 1)
+        if mix[3] > 0:
+            if "holes" not in batch:
+                raise ValueError("the hole task (task_mix[3] > 0) needs `holes` [B, 1, H, W] in the batch")
+            holes = batch["holes"].to(device=device, dtype=x0.dtype)
+            if holes.shape != (bsz, 1, x0.shape[2] * self.scale_factor, x0.shape[3] * self.scale_factor):
+                raise ValueError(f"`holes` must be [B, 1, H, W] at pixel resolution, got {tuple(holes.shape)}")
+            outside = known_cells(1 - holes, self.scale_factor)  # [B, 1, h, w]
+            rgb_given = torch.where((task == 3).view(-1, 1, 1, 1), outside, rgb_given)  # [B, 1, h or 1, w or 1]
+        channel_rgb = (torch.arange(x0.shape[1], device=device) < self.rgb_channels).view(1, -1, 1, 1)  # [1, C, 1, 1]
+        clean = torch.where(channel_rgb, rgb_given, depth_given).expand_as(x0) > 0.5  # [B, C, h, w]
+        x_t = torch.where(clean, x0, x_t)
         keep = torch.rand(bsz, generator=generator, device=device) >= reference_dropout  # [B]
 
         context = self.context(reference)  # [B, T, D]
@@ -185,7 +217,9 @@ class JointDiffusion(torch.nn.Module):
             target = noise_scheduler.get_velocity(x0, noise, timesteps)
         else:
             target = x0
-        err = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(2, 3))  # [B, C]
-        weight = torch.where(channel_rgb, 1.0, depth_weight).float() * (~clean).float()  # [B, C]: noised channels
+        noised = (~clean).float()  # [B, C, h, w]
+        err = F.mse_loss(pred.float(), target.float(), reduction="none") * noised  # [B, C, h, w]: noised cells only
+        cells = noised.sum(dim=(2, 3))  # [B, C]
+        err = err.sum(dim=(2, 3)) / cells.clamp_min(1.0)  # [B, C]: mean over each channel's noised cells
+        weight = torch.where(channel_rgb.view(1, -1), 1.0, depth_weight) * (cells > 0).float()  # [B, C]
         return (err * weight).sum() / weight.sum().clamp_min(1e-8)
-

@@ -23,6 +23,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from ..compositing import composite, prefill
 from ..depth import blend_depth, code_to_depth, complete_depth, depth_to_code, ensemble_depths
 from ..models import JointDiffusion, LearnedContext, ReferenceNet, ReferenceState
+from ..models.joint import known_cells  # the one pixel -> cell rule, shared with training
 
 FEATHER, RING = 1 / 64, 1 / 16  # inpainting's composite: feather and colour-match ring, x the resolution
 
@@ -62,12 +63,6 @@ class ReferenceFeatures:
 StepCallback = Callable[[int, int], None]  # (steps done, total steps)
 
 
-def known_cells(known: torch.Tensor, factor: int) -> torch.Tensor:
-    """Pixel known mask ``[B, 1, H, W]`` (1 = known) -> the representation grid ``[B, 1, H / f, W / f]``: a cell
-    is known only if all of its ``f x f`` pixels are (max-pooling of the unknown mask)."""
-    return 1 - F.max_pool2d(1 - known, factor)
-
-
 class PortraitPipeline(DiffusionPipeline):
     """Joint RGB + depth portrait diffusion with a reference network for identity.
 
@@ -75,10 +70,12 @@ class PortraitPipeline(DiffusionPipeline):
     ``vae`` (latent mode; without it the model works on pixels), and exactly one of ``image_encoder`` (CLIP
     image embedding of the reference as cross-attention context) or ``context_embedding`` (learned).
 
-    ``clean_known``: how a modality known *everywhere* is held while sampling. False (RePaint): replaced at
-    every step by its clean value noised to the current timestep. True: given clean at every step, for a
-    model trained with conditional jobs in its task mix (see ``JointDiffusion.training_loss``). A modality
-    known only in part is always re-noised (the model never saw half-clean inputs).
+    How known parts are held while sampling follows how the model was trained (see
+    ``JointDiffusion.training_loss`` and :meth:`holds_clean`): ``clean_known`` for a modality known
+    *everywhere*, ``clean_partial`` for one known only *in part*. False (RePaint): replaced at every step by
+    its clean value noised to the current timestep. True: given clean at every step: ``clean_known`` for a
+    model trained with conditional jobs in its task mix, ``clean_partial`` for one trained with the hole task
+    (RGB given clean outside holes).
     """
 
     _optional_components = ["vae", "image_encoder", "context_embedding"]
@@ -93,6 +90,7 @@ class PortraitPipeline(DiffusionPipeline):
         context_embedding: LearnedContext | None = None,
         resolution: int | None = None,
         clean_known: bool = False,
+        clean_partial: bool = False,
     ):
         super().__init__()
         self.register_modules(
@@ -101,7 +99,8 @@ class PortraitPipeline(DiffusionPipeline):
         )
         if resolution is None:
             resolution = unet.config.sample_size * self.model.scale_factor
-        self.register_to_config(resolution=int(resolution), clean_known=bool(clean_known))
+        self.register_to_config(resolution=int(resolution), clean_known=bool(clean_known),
+                                clean_partial=bool(clean_partial))
 
     @property
     def model(self) -> JointDiffusion:
@@ -112,6 +111,15 @@ class PortraitPipeline(DiffusionPipeline):
     def resolution(self) -> int:
         """Working resolution in pixels (square)."""
         return self.config.resolution
+
+    def holds_clean(self, everywhere: bool, modality: str = "rgb") -> bool:
+        """Whether a known modality (``"rgb"`` or ``"depth"``) is given clean at every step while sampling (else
+        re-noised to each step's timestep, RePaint): known ``everywhere``, if the config's ``clean_known``; RGB
+        known only in part, if its ``clean_partial`` (the model learned half-clean RGB: the hole task; it never
+        saw half-clean depth). The one place of this rule."""
+        if everywhere:
+            return bool(self.config.clean_known)
+        return modality == "rgb" and bool(self.config.get("clean_partial", False))
 
     # --- input checking and conversion ----------------------------------------------------------------------
 
@@ -254,11 +262,9 @@ class PortraitPipeline(DiffusionPipeline):
         step the known part is blended in, ``x = known * target_t + (1 - known) * x`` (Blended Latent
         Diffusion / RePaint), with the target held by this rule:
 
-        - a modality known everywhere: its clean value if the config's ``clean_known`` (how the model was
-          trained, see ``JointDiffusion.training_loss``), else its clean value noised to the sample's timestep
-          (``scheduler.add_noise``, fresh noise every step);
-        - a modality known only in part: always its clean value noised to the sample's timestep, since the
-          model never saw half-clean inputs;
+        - its clean value if the model was trained so (:meth:`holds_clean`: ``clean_known`` for a modality
+          known everywhere, ``clean_partial`` for RGB known only in part; see ``JointDiffusion.training_loss``),
+          else its clean value noised to the sample's timestep (``scheduler.add_noise``, fresh noise every step);
         - after the last step: the clean value.
 
         ``init`` (RGB, depth code), each ``[1, C, R, R]``: start from this pre-fill noised to ``strength``
@@ -313,7 +319,7 @@ class PortraitPipeline(DiffusionPipeline):
                 everywhere[name] = mask is None or bool((cells == 1).all())
                 x0_known[:, channels] = encode(value, encoder)
                 known[:, channels] = cells
-                noised[channels] = not (everywhere[name] and self.config.clean_known)
+                noised[channels] = not self.holds_clean(everywhere[name], name)
 
         def impose_known(x: torch.Tensor, t: torch.Tensor | None) -> torch.Tensor:
             if known is None:

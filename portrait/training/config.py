@@ -75,8 +75,21 @@ class DiffusionStageConfig:
     max_grad_norm: float = 1.0
     gradient_accumulation_steps: int = 1
     cache_latents: bool = True  # encode the data set once with the frozen VAE (latent mode)
-    # share of samples per job (joint, depth from RGB, RGB from depth); see JointDiffusion.training_loss
+    # share of samples per job (joint, depth from RGB, RGB from depth[, hole fill]); 3 weights = no hole task;
+    # see JointDiffusion.training_loss
     task_mix: list = field(default_factory=lambda: [1.0, 0.0, 0.0])
+    # the hole task's bank of real disocclusion masks (`python -m portrait holes`), half of its masks, the other
+    # half random; None = DATA/holes.npz if that exists, else random masks only
+    hole_masks: str | None = None
+    # start from this pipeline folder (its unet, reference_net, context and frozen VAE; e.g. the embedded
+    # default, portrait/weights/default) instead of a new model: the config's model section and the vae and
+    # decoder stages are then not used
+    init_pipeline: str | None = None
+
+    @property
+    def hole_task(self) -> bool:
+        """Whether the task mix trains the hole-fill job (a 4th weight > 0)."""
+        return len(self.task_mix) > 3 and self.task_mix[3] > 0
 
 
 @dataclass
@@ -128,8 +141,19 @@ def config_from_dict(values: dict) -> TrainConfig:
     if cfg.mixed_precision not in ("auto", "no", "fp16", "bf16"):
         raise PortraitError(f"mixed_precision must be auto, no, fp16 or bf16, got {cfg.mixed_precision!r}")
     mix = cfg.diffusion.task_mix
-    if len(mix) != 3 or any(not isinstance(w, (int, float)) or w < 0 for w in mix) or sum(mix) <= 0:
-        raise PortraitError(f"diffusion.task_mix must be 3 weights >= 0 (joint, depth, rgb) with a positive sum, got {mix!r}")
+    if (not isinstance(mix, (list, tuple)) or len(mix) not in (3, 4)
+            or any(isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0 for w in mix) or sum(mix) <= 0):
+        raise PortraitError(
+            "diffusion.task_mix must be 3 or 4 weights >= 0 (joint, depth, rgb[, holes]) with a positive sum, "
+            f"got {mix!r}"
+        )
+    for key in ("hole_masks", "init_pipeline"):
+        value = getattr(cfg.diffusion, key)
+        if value is not None and (not isinstance(value, str) or not value):
+            raise PortraitError(f"diffusion.{key} must be a path, got {value!r}")
+    if cfg.diffusion.init_pipeline and cfg.init_from:
+        raise PortraitError("give either init_from (a Stable Diffusion folder) or diffusion.init_pipeline "
+                            "(a portrait pipeline folder), not both")
     if cfg.save_dtype not in ("float32", "float16"):
         raise PortraitError(f"save_dtype must be float32 or float16, got {cfg.save_dtype!r}")
     return cfg

@@ -9,7 +9,10 @@ Stages, each resumable from its latest checkpoint in ``OUTPUT/checkpoints/STAGE-
    encoder; saved to ``OUTPUT/stage_decoder/`` with the same check. The latent space stays as it was, so
    this stage may also run after (or beside) the diffusion stage.
 2. ``diffusion``: the joint denoiser, reference network and learned context (``JointDiffusion.training_loss``)
-   with EMA weights. With ``cache_latents`` the frozen VAE encodes the data set once, up front.
+   with EMA weights. With ``cache_latents`` the frozen VAE encodes the data set once, up front. With a hole
+   task in ``task_mix`` every sample carries a hole mask (:mod:`portrait.training.holes`). With
+   ``diffusion.init_pipeline`` the stage starts from an existing pipeline folder (e.g. the embedded default:
+   fine-tuning it) and the VAE stages are skipped: its VAE is kept, frozen.
 
 The end result is a :class:`PortraitPipeline` with the EMA weights, saved with ``save_pretrained`` into
 ``OUTPUT/`` (load it with ``portrait.load_pipeline(OUTPUT)``), next to ``loss.csv`` and ``loss_curve.png``.
@@ -39,6 +42,7 @@ from ..errors import PortraitError
 from ..models import JointDiffusion
 from ..models.joint import vae_encode
 from .config import TrainConfig
+from .holes import HoleMasks
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +97,7 @@ class DiffusionObjective(torch.nn.Module):
     """The joint denoising loss of one batch (see ``JointDiffusion.training_loss``)."""
 
     def __init__(self, model: JointDiffusion, noise_scheduler, reference_dropout: float, depth_weight: float,
-                 task_mix=(1.0, 0.0, 0.0)):
+                 task_mix=(1.0, 0.0, 0.0, 0.0)):
         super().__init__()
         self.model, self.noise_scheduler = model, noise_scheduler
         self.reference_dropout, self.depth_weight, self.task_mix = reference_dropout, depth_weight, tuple(task_mix)
@@ -107,7 +111,8 @@ class DiffusionObjective(torch.nn.Module):
 
 
 class LatentDataset:
-    """The data set encoded once by the frozen VAE: items hold latents ``[C, h, w]`` (both mirror images)."""
+    """The data set encoded once by the frozen VAE: items hold latents ``[C, h, w]`` (both mirror images) and the
+    head mask ``[1, R, R]`` at pixel resolution."""
 
     def __init__(self, data: PortraitDataset, vae, batch_size: int, device):
         rgb_lat, depth_lat = [], []
@@ -126,6 +131,7 @@ class LatentDataset:
                 depth_lat.append(torch.stack(per_flip_depth, 1))
         self.rgb = torch.cat(rgb_lat)  # [N, F, C, h, w]
         self.depth = torch.cat(depth_lat)  # [N, F, C, h, w]
+        self.mask = torch.from_numpy(data.mask)  # [N, R, R] bool
         self.others = data.others
 
     def __len__(self) -> int:
@@ -135,7 +141,27 @@ class LatentDataset:
         others = self.others[i]
         j = others[int(torch.randint(len(others), ()))]
         f, g = (int(torch.randint(self.rgb.shape[1], ())) for _ in range(2))
-        return {"rgb": self.rgb[i, f], "depth": self.depth[i, f], "reference": self.rgb[j, g]}
+        mask = self.mask[i].flip(-1) if f else self.mask[i]
+        return {"rgb": self.rgb[i, f], "depth": self.depth[i, f], "reference": self.rgb[j, g],
+                "mask": mask[None].float()}
+
+
+class WithHoles:
+    """A diffusion data set whose items also hold ``holes`` ``[1, R, R]`` (1 = a hole) for the hole task, drawn from
+    ``masks`` (random ones on the outline of the item's head ``mask``), seeded by torch's generator."""
+
+    def __init__(self, data, masks: HoleMasks):
+        self.data, self.masks = data, masks
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int) -> dict:
+        item = dict(self.data[i])
+        rng = np.random.default_rng(int(torch.randint(2**62, ())))
+        head = item["mask"][0].numpy() > 0.5 if "mask" in item else None
+        item["holes"] = torch.from_numpy(self.masks.sample(rng, head))[None].float()
+        return item
 
 
 class DecoderDataset:
@@ -194,11 +220,12 @@ def _checkpoints(out: Path, stage: str) -> list[Path]:
     return sorted((out / "checkpoints").glob(f"{stage}-*"), key=lambda p: int(p.name.rsplit("-", 1)[1]))
 
 
-def _save_checkpoint(accelerator: Accelerator, out: Path, stage: str, step: int, keep: int) -> None:
+def _save_checkpoint(accelerator: Accelerator, out: Path, stage: str, step: int, keep: int, origin: dict | None = None) -> None:
     path = out / "checkpoints" / f"{stage}-{step:07d}"
     accelerator.save_state(str(path))
     if accelerator.is_main_process:
-        (path / "progress.json").write_text(json.dumps({"stage": stage, "step": step}))
+        origin = {k: v for k, v in (origin or {}).items() if v is not None}
+        (path / "progress.json").write_text(json.dumps({"stage": stage, "step": step, **origin}))
         for old in _checkpoints(out, stage)[:-keep] if keep > 0 else []:
             shutil.rmtree(old, ignore_errors=True)
 
@@ -209,6 +236,26 @@ def _latest(out: Path, stage: str) -> tuple[Path | None, int]:
     if not found:
         return None, 0
     return found[-1], int(json.loads((found[-1] / "progress.json").read_text())["step"])
+
+
+def _origin(cfg: TrainConfig) -> dict:
+    """What the diffusion stage starts from, recorded in its checkpoints."""
+    return {"init_pipeline": str(Path(cfg.diffusion.init_pipeline)) if cfg.diffusion.init_pipeline else None}
+
+
+def _check_origin(out: Path, stage: str, origin: dict) -> None:
+    """Raise unless the latest checkpoint of ``stage`` (if any) comes from a run that started from ``origin``
+    (e.g. ``{"init_pipeline": PATH or None}``, as its ``progress.json`` says): a run never resumes another's."""
+    path, _ = _latest(out, stage)
+    if path is None:
+        return
+    saved = json.loads((path / "progress.json").read_text())
+    for key, value in origin.items():
+        if saved.get(key) != value:
+            raise PortraitError(
+                f"the {stage} checkpoint {str(path)!r} comes from a run with {key}={saved.get(key)!r}, not {value!r}: "
+                "give this run its own --output-dir"
+            )
 
 
 def _resume(accelerator: Accelerator, out: Path, stage: str) -> int:
@@ -423,9 +470,18 @@ def train_decoder(cfg: TrainConfig, data: PortraitDataset, vae, log: LossLog, ru
 # --- stage 2: the joint diffusion model -------------------------------------------------------------------
 
 
+def _init_pipeline(cfg: TrainConfig):
+    """The pipeline of ``diffusion.init_pipeline`` (float32, on the CPU) to fine-tune."""
+    from ..pipelines.loading import load_pipeline
+
+    return load_pipeline(cfg.diffusion.init_pipeline, dtype=torch.float32)
+
+
 def _pipeline(cfg: TrainConfig, vae):
     from ..pipelines.build import ModelConfig, build_from_stable_diffusion, build_pipeline
 
+    if cfg.diffusion.init_pipeline:
+        return _init_pipeline(cfg)
     if cfg.init_from:
         if not Path(cfg.init_from).is_dir():
             raise PortraitError(f"init_from folder {cfg.init_from!r} does not exist")
@@ -433,16 +489,30 @@ def _pipeline(cfg: TrainConfig, vae):
     return build_pipeline(ModelConfig(**cfg.model), vae=vae, seed=cfg.seed)
 
 
-def train_diffusion(cfg: TrainConfig, data: PortraitDataset, vae, log: LossLog) -> Path:
+def hole_bank_path(cfg: TrainConfig) -> Path | None:
+    """The hole task's mask bank: ``diffusion.hole_masks`` (which must exist), else ``DATA/holes.npz`` if it exists."""
+    if cfg.diffusion.hole_masks:
+        path = Path(cfg.diffusion.hole_masks)
+        if not path.is_file():
+            raise PortraitError(f"diffusion.hole_masks {str(path)!r} does not exist; make the bank with "
+                                f"python -m portrait holes --data {cfg.data.path} --out {path}")
+        return path
+    default = Path(cfg.data.path) / "holes.npz"
+    return default if default.is_file() else None
+
+
+def train_diffusion(cfg: TrainConfig, data: PortraitDataset, vae, log: LossLog, pipe=None) -> Path:
+    """The diffusion stage on ``pipe`` (default: built from ``cfg``, or loaded from ``diffusion.init_pipeline``)."""
     from diffusers import DDPMScheduler
     from diffusers.optimization import get_scheduler
     from diffusers.training_utils import EMAModel
 
     out = Path(cfg.output_dir)
     dc = cfg.diffusion
+    origin = _origin(cfg)
     accelerator = _accelerator(cfg)
     set_seed(cfg.seed)
-    pipe = _pipeline(cfg, vae)
+    pipe = pipe if pipe is not None else _pipeline(cfg, vae)
     pipe.set_progress_bar_config(disable=True)
     if pipe.vae is not None:
         pipe.vae.to(accelerator.device)
@@ -451,6 +521,7 @@ def train_diffusion(cfg: TrainConfig, data: PortraitDataset, vae, log: LossLog) 
     trainable = torch.nn.ModuleDict({"unet": pipe.unet, "reference_net": pipe.reference_net})
     if pipe.context_embedding is not None:
         trainable["context_embedding"] = pipe.context_embedding
+    trainable.train()  # a loaded pipeline comes in eval mode
 
     # 1. Data: pixels, or latents encoded once by the frozen VAE (not needed to save a finished run)
     if pipe.vae is not None and dc.cache_latents and _latest(out, "diffusion")[1] < dc.steps:
@@ -458,13 +529,18 @@ def train_diffusion(cfg: TrainConfig, data: PortraitDataset, vae, log: LossLog) 
         model = PreEncodedJointDiffusion(pipe.unet, pipe.reference_net, pipe.vae, pipe.image_encoder, pipe.context_embedding)
     else:
         dataset, model = data, pipe.model
+    if dc.hole_task:  # every sample gets a hole mask: a bank mask half the time, a random one otherwise
+        masks = HoleMasks.load(hole_bank_path(cfg), data.resolution)
+        accelerator.print(f"hole task: {masks}")
+        dataset = WithHoles(dataset, masks)
     loader = torch.utils.data.DataLoader(dataset, batch_size=dc.batch_size, shuffle=True, drop_last=len(dataset) > dc.batch_size)
 
     # 2. Objective, optimiser, EMA
     noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
     objective = DiffusionObjective(model, noise_scheduler, dc.reference_dropout, dc.depth_weight, dc.task_mix)
-    # a model trained on the conditional jobs is sampled with its known channels given clean
-    pipe.register_to_config(clean_known=any(w > 0 for w in dc.task_mix[1:]))
+    # a model trained on the conditional jobs is sampled with its known channels given clean; one trained on
+    # the hole task, with a partly known modality given clean too (PortraitPipeline.holds_clean)
+    pipe.register_to_config(clean_known=any(w > 0 for w in dc.task_mix[1:]), clean_partial=dc.hole_task)
     params = [p for p in trainable.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=dc.learning_rate, weight_decay=1e-2)
     lr_scheduler = get_scheduler(dc.lr_schedule, optimizer, num_warmup_steps=dc.warmup_steps, num_training_steps=dc.steps)
@@ -503,13 +579,13 @@ def train_diffusion(cfg: TrainConfig, data: PortraitDataset, vae, log: LossLog) 
         bar.set_postfix(loss=f"{running:.4f}")
         log.add("diffusion", step, value, time.time() - t0)
         if step % cfg.checkpoint_every == 0 and step < dc.steps:
-            _save_checkpoint(accelerator, out, "diffusion", step, cfg.keep_checkpoints)
+            _save_checkpoint(accelerator, out, "diffusion", step, cfg.keep_checkpoints, origin)
             if accelerator.is_main_process:
                 plot_loss_curve(out / "loss.csv", out / "loss_curve.png")
     bar.close()
 
     # 4. Final checkpoint, then the pipeline with the EMA weights
-    _save_checkpoint(accelerator, out, "diffusion", step, cfg.keep_checkpoints)
+    _save_checkpoint(accelerator, out, "diffusion", step, cfg.keep_checkpoints, origin)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         ema.copy_to(params)
@@ -542,6 +618,19 @@ def train(cfg: TrainConfig, stages: tuple[str, ...] = STAGES) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     resolution = cfg.model.get("resolution", 128) if not cfg.init_from else cfg.model.get("resolution", 512)
     latent = cfg.model.get("latent", True) or bool(cfg.init_from)
+    if "diffusion" in stages:  # what the diffusion stage needs, checked before the VAE stages run
+        _check_origin(out, "diffusion", _origin(cfg))
+        if cfg.diffusion.hole_task:
+            hole_bank_path(cfg)
+    pipe = None
+    if cfg.diffusion.init_pipeline:  # fine-tuning: the pipeline sets the architecture and brings its VAE
+        if "diffusion" not in stages:
+            raise PortraitError("diffusion.init_pipeline fine-tunes a pipeline in the diffusion stage; the vae and "
+                                "decoder stages do not run with it (its VAE is kept)")
+        pipe = _init_pipeline(cfg)
+        resolution = pipe.resolution
+        print(f"diffusion stage from the pipeline in {cfg.diffusion.init_pipeline} ({resolution}x{resolution}, "
+              f"VAE kept frozen); the config's model section and the vae and decoder stages are not used")
 
     # 0. Data (render the synthetic set first if asked and missing)
     data_dir = Path(cfg.data.path)
@@ -559,14 +648,14 @@ def train(cfg: TrainConfig, stages: tuple[str, ...] = STAGES) -> Path:
 
     # 1. VAE stage, 2. diffusion stage
     vae = None
-    if latent and not cfg.init_from:
+    if latent and not cfg.init_from and pipe is None:
         if cfg.vae.steps <= 0 and not (out / "stage_vae" / "config.json").is_file():
             raise PortraitError("a from-scratch latent model needs a VAE stage: set vae.steps > 0")
         vae = train_vae(cfg, data, log, run="vae" in stages)
         if cfg.decoder.steps > 0 and {"decoder", "diffusion"} & set(stages):
             vae = train_decoder(cfg, data, vae, log, run="decoder" in stages)
     if "diffusion" in stages:
-        train_diffusion(cfg, data, vae, log)
+        train_diffusion(cfg, data, vae, log, pipe)
         print(f"saved the pipeline to {out} ({time.time() - t0:.0f} s in this run)")
     plot_loss_curve(out / "loss.csv", out / "loss_curve.png")
     return out
