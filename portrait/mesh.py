@@ -35,6 +35,7 @@ DEFAULT_FOV_DEG = (
 DEFAULT_DEPTH_RANGE = 0.35  # near-to-far extent given to a relative depth map, in units (~ a face's depth)
 DEFAULT_EDGE_THRESHOLD = 0.05  # largest depth jump inside a triangle, as a fraction of the depth range
 GLB_MAX_FACES = 100_000  # the viewer's GLB stays below this (a few MB, loads quickly in a browser)
+PNG_COMPRESSION = 1  # zlib level of written PNGs: several times faster than the default 6, files ~20 % larger
 
 _TO_EXPORT_FRAME = np.diag([1.0, -1.0, -1.0, 1.0])  # camera frame (y down, z forward) -> glTF (y up, z back)
 
@@ -321,12 +322,14 @@ def write_depth_outputs(
     edge_threshold: float | None = DEFAULT_EDGE_THRESHOLD,
     depth_range: float | None = DEFAULT_DEPTH_RANGE,
     glb_max_faces: int = GLB_MAX_FACES,
+    max_faces: int | None = None,
 ) -> DepthOutputs:
     """Write every depth deliverable into ``out_dir``: ``depth.npy``, ``depth.png`` (16-bit),
     ``depth_color.png``, ``mesh.glb`` (decimated), ``mesh.ply`` and ``mesh.obj`` (full resolution).
 
     ``prefix`` is prepended to every file name (e.g. ``"target_"``). Pixels outside ``mask`` are NaN
-    in the saved depth.
+    in the saved depth. ``max_faces`` caps the PLY / OBJ mesh too (None: one vertex per pixel), e.g. for a
+    depth map whose geometry is coarser than its pixels. PNGs are written with fast compression.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -342,11 +345,11 @@ def write_depth_outputs(
         obj=out_dir / f"{prefix}mesh.obj",
     )
     np.save(paths.depth_npy, depth)
-    Image.fromarray(depth_to_png16(depth)).save(paths.depth_png)
-    Image.fromarray(colorize_depth(depth)).save(paths.depth_color)
+    Image.fromarray(depth_to_png16(depth)).save(paths.depth_png, compress_level=PNG_COMPRESSION)
+    Image.fromarray(colorize_depth(depth)).save(paths.depth_color, compress_level=PNG_COMPRESSION)
 
     options = dict(fov_deg=fov_deg, edge_threshold=edge_threshold, depth_range=depth_range)
-    full = depth_to_mesh(depth, rgb, **options)
+    full = depth_to_mesh(depth, rgb, max_faces=max_faces, **options)
     export_ply(full, paths.ply)
     export_obj(full, paths.obj)
     light = (

@@ -26,6 +26,7 @@ from .face import (
 from .imageio import load_image
 from .pipelines import PortraitPipeline, ReferenceFeatures
 from .scene import HeadLayer, View, build_head_layer, render
+from .scene.layer import MESH_STEP
 
 ALIGN_SIZE = 512  # landmarks, face mesh and paste-back work on a crop this large; the model gets it resized
 # Depth estimation starts from the face-mesh depth noised to this strength (SDEdit) rather than pure noise,
@@ -37,7 +38,7 @@ EDIT_METHODS = ("warp", "regenerate")
 # Editing by warping: the head's depth (estimated once per photo) with this budget, and the holes painted by
 # the joint model from the pre-filled image noised to this strength
 LAYER_ENSEMBLE, LAYER_STEPS = 2, 10
-FILL_STRENGTH, FILL_STEPS = 0.7, 10
+FILL_STRENGTH, FILL_STEPS = 0.6, 10
 # The inside of an opened mouth is shaded, not painted by the model: the embedded default's synthetic faces
 # never open their mouths, so it paints skin there. Its lips' colours, darkened to this at the lips and to a
 # third of it deep inside.
@@ -91,6 +92,7 @@ class PortraitResult:
     uncertainty: np.ndarray | None = None
     target_depth: np.ndarray | None = None
     extras: dict[str, PIL.Image.Image] = field(default_factory=dict)
+    mesh_step: int = 1  # pixels per vertex of the saved meshes (a warp edit's geometry is its layer's grid)
 
     def mesh(self, **kwargs):
         """The depth as a vertex-coloured ``trimesh.Trimesh`` (the project's one mesh builder)."""
@@ -101,22 +103,25 @@ class PortraitResult:
     def save(self, out_dir: str | Path) -> dict[str, Path]:
         """Write ``rgb.png``, ``depth.npy``, ``depth.png`` (16-bit), ``depth_color.png`` and the meshes."""
         from .depth import colorize_depth
-        from .mesh import write_depth_outputs
+        from .mesh import PNG_COMPRESSION, write_depth_outputs
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         paths = {"rgb": out / "rgb.png"}
-        self.image.save(paths["rgb"])
-        paths.update(write_depth_outputs(self.depth, out, rgb=np.asarray(self.image), mask=self.mask).as_dict())
+        self.image.save(paths["rgb"], compress_level=PNG_COMPRESSION)
+        cells = int(np.count_nonzero(self.mask)) // self.mesh_step**2
+        paths.update(write_depth_outputs(self.depth, out, rgb=np.asarray(self.image), mask=self.mask,
+                                         max_faces=2 * cells if self.mesh_step > 1 else None).as_dict())
         if self.composite is not None:
             paths["composite"] = out / "composite.png"
-            self.composite.save(paths["composite"])
+            self.composite.save(paths["composite"], compress_level=PNG_COMPRESSION)
         if self.uncertainty is not None:
             np.save(out / "uncertainty.npy", self.uncertainty.astype(np.float32))
             paths["uncertainty"] = out / "uncertainty.npy"
-        if self.target_depth is not None:
+        if self.target_depth is not None and self.target_depth is not self.depth:
             paths["target_depth"] = out / "target_depth_color.png"
-            PIL.Image.fromarray(colorize_depth(self.target_depth)).save(paths["target_depth"])
+            PIL.Image.fromarray(colorize_depth(self.target_depth)).save(paths["target_depth"],
+                                                                         compress_level=PNG_COMPRESSION)
         return paths
 
 
@@ -236,7 +241,7 @@ class Studio:
         mask = np.isfinite(view.depth)
         return PortraitResult(
             image=PIL.Image.fromarray(image), depth=view.depth, mask=mask, target_depth=view.depth,
-            composite=composite, extras={name: PIL.Image.fromarray(mask.astype(np.uint8) * 255)
+            composite=composite, mesh_step=MESH_STEP, extras={name: PIL.Image.fromarray(mask.astype(np.uint8) * 255)
                                          for name, mask in (("holes", view.holes), ("changed", view.changed))},
         )
 

@@ -84,8 +84,9 @@ def test_edit_command_by_pose_and_by_target_depth(tiny_model_dir, astronaut, tmp
     assert Image.open(out / "rgb.png").size == (512, 512)
     assert np.load(out / "depth.npy").shape == (512, 512)
     assert Image.open(out / "composite.png").size == (512, 512)
-    for name in ("depth.png", "depth_color.png", "target_depth_color.png", "mesh.glb", "mesh.ply", "mesh.obj"):
+    for name in ("depth.png", "depth_color.png", "mesh.glb", "mesh.ply", "mesh.obj"):
         assert (out / name).exists(), name
+    assert not (out / "target_depth_color.png").exists()  # the depth the warp followed is the depth itself
 
     crop = tmp_path / "crop.png"
     random_image(64).save(crop)

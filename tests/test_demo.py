@@ -98,7 +98,7 @@ def test_edit_follows_the_controls(ui, prepared):
     assert np.abs(np.asarray(view.target_depth, float) - np.asarray(start.target_depth, float)).mean() > 1.0
     assert "yaw (turn) 25 deg" in view.info and "smile 0.5" in view.info
     assert "moved in 3-D" in view.info and "% of the face crop painted by the model" in view.info
-    assert any(Path(f).name == "target_depth_color.png" for f in view.files)
+    assert any(Path(f).name == "depth_color.png" for f in view.files)
     assert Path(view.mesh).is_file()
 
 
