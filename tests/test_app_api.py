@@ -31,7 +31,7 @@ def serve_app(model_dir, cache_dir: Path, monkeypatch):
     import app
     from portrait.demo import load_studio
 
-    model = str(model_dir)
+    model = None if model_dir is None else str(model_dir)  # None: the embedded default
     blocks = app.build_demo(load_studio(model), model)
     _, url, _ = blocks.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True,
                               quiet=True, max_file_size=app.MAX_FILE_SIZE)

@@ -1,4 +1,4 @@
-"""End to end in a real browser: Debian's Chromium driven by playwright against the app on a tiny model.
+"""End to end in a real browser: Debian's Chromium driven by playwright against the app on the embedded default.
 
 Opens the page, uploads the astronaut example, waits until the 3D viewer shows the depth mesh, moves the
 yaw slider and then the smile slider in the editing tab and waits for each new image, generates portraits
@@ -27,11 +27,12 @@ TIMEOUT_MS = 60_000
 
 
 @pytest.fixture
-def page(tiny_model_dir, tmp_path, monkeypatch):
+def page(tmp_path, monkeypatch):
+    """The page of the app on the embedded default model, as a user gets it (the screenshots show real edits)."""
     sync_api = pytest.importorskip("playwright.sync_api")
     if CHROMIUM is None:
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    with serve_app(tiny_model_dir, tmp_path / "gradio", monkeypatch) as (url, _):
+    with serve_app(None, tmp_path / "gradio", monkeypatch) as (url, _):
         with sync_api.sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
