@@ -238,11 +238,11 @@ class Studio:
         composite = photo.image.copy()
         if view.changed.any():  # only where the head was or is: a narrow seam, the rest of the photo untouched
             composite = photo.paste_back(PIL.Image.fromarray(image), _dilate(view.changed, grow), feather=grow / 256)
-        mask = np.isfinite(view.depth)
+        masks = {"holes": view.holes, "changed": view.changed}
         return PortraitResult(
-            image=PIL.Image.fromarray(image), depth=view.depth, mask=mask, target_depth=view.depth,
-            composite=composite, mesh_step=MESH_STEP, extras={name: PIL.Image.fromarray(mask.astype(np.uint8) * 255)
-                                         for name, mask in (("holes", view.holes), ("changed", view.changed))},
+            image=PIL.Image.fromarray(image), depth=view.depth, mask=np.isfinite(view.depth), target_depth=view.depth,
+            composite=composite, mesh_step=MESH_STEP,
+            extras={name: PIL.Image.fromarray(m.astype(np.uint8) * 255) for name, m in masks.items()},
         )
 
     def _fill_holes(self, photo: Photo, view: View, steps: int, guidance: float, seed: int, callback) -> np.ndarray:
@@ -262,9 +262,8 @@ class Studio:
             reference_features=self.reference_features(photo),
         )
         painted = np.asarray(out.images[0].resize((size, size), PIL.Image.Resampling.BICUBIC))
-        image = composite(start, painted, view.holes & ~view.mouth, feather_px=size / 128, ring_px=size / 64)
-        image[view.mouth] = start[view.mouth]  # the model never saw an open mouth (see MOUTH_SHADE)
-        return image
+        # an opened mouth keeps its shaded pre-fill: the model never saw one (see MOUTH_SHADE)
+        return composite(start, painted, view.holes & ~view.mouth, feather_px=size / 128, ring_px=size / 64)
 
     def _regenerate(self, photo, controls, target_depth, strength, steps, guidance, seed, callback) -> PortraitResult:
         """The whole face crop re-sampled by the model to follow a target depth (see :meth:`edit`)."""

@@ -509,8 +509,8 @@ class PortraitPipeline(DiffusionPipeline):
         ``rgb`` (PIL RGB or uint8 ``[H, W, 3]``, square) with ``rgb_known`` ``[H, W]`` bool (default: known
         everywhere); ``depth`` ``[H, W]`` relative depth (larger = farther) with ``depth_known`` ``[H, W]`` bool
         (default: where finite; a NaN inside ``depth_known`` is known to be background, no head); either may be
-        left out (sampled everywhere). At the working
-        resolution a pixel is known only if all the input pixels under it are. ``init_image`` pre-fills the
+        left out (sampled everywhere). At the working resolution a pixel is known only if all the input pixels
+        under it are. ``init_image`` pre-fills the
         holes (default: ``rgb``'s known pixels continued into them by ``cv2.inpaint``; without ``rgb``, the
         reference); with ``strength`` < 1 sampling starts from the pre-fill and the known depth noised to that
         level (SDEdit), 1.0 = from pure noise.

@@ -18,9 +18,11 @@ from PIL import Image, ImageDraw
 
 from ..compositing import feather
 from ..depth import align_scale_shift, resize_depth, upsample_depth
-from ..face import AlignedFace, FaceMesh, PinholeCamera, face_mesh_from_landmarks
+from ..face import AlignedFace, FaceMesh, PinholeCamera, face_mesh_from_landmarks, render_depth
 from ..face.align import warp_to_square
-from ..face.mesh import REGIONS
+from ..face.mesh import REGIONS, eye_centres
+from ..mesh import depth_to_mesh
+from .warp import cast
 
 MIN_SIZE, MAX_SIZE = 512, 1024  # the output crop follows the face's size in the photo, within these
 MESH_FEATHER = 1 / 32  # the face mesh's depth blends into the model's over this part of the crop at its border
@@ -69,8 +71,6 @@ class HeadLayer:
     @property
     def face_scale(self) -> float:
         """The eye distance in camera units (the unit of the face's own frame)."""
-        from ..face.mesh import eye_centres
-
         right, left = eye_centres(self.face.vertices)
         return float(np.linalg.norm(left - right))
 
@@ -91,13 +91,11 @@ def build_head_layer(
         photo: the full photo the crop was aligned in.
         face: its alignment (landmarks, crop <-> photo).
         depth: ``[r, r]`` relative depth of the crop's head and neck (larger = farther, NaN elsewhere), e.g. the
-            model's depth estimate fused with the face mesh; placed in the camera frame by least-squares scale
-            and shift onto the face mesh's own depth (which also fills any part of the face it misses), then
-            deepened by ``relief`` about the head's centre.
+            model's depth estimate. Where the face mesh exists the layer takes the mesh's own geometry (blended in
+            over ``MESH_FEATHER``); around it this depth, put in the mesh's camera z by scale and shift. The
+            whole is then deepened by ``relief`` about the head's centre.
         size: the output crop's side (default :func:`output_size`).
     """
-    from ..face import render_depth
-
     size = size or output_size(face)
     # 1. The photo's crop at S (the guide and the background) and the photo to sample from
     to_photo = np.column_stack([face.crop_to_photo[:, :2] * (face.size / size), face.crop_to_photo[:, 2]])
@@ -112,7 +110,7 @@ def build_head_layer(
     z = _to_mesh_scale(depth, mesh_z)
     on_mesh = np.isfinite(mesh_z)
     weight = feather(on_mesh, MESH_FEATHER * depth.shape[0])  # 0 off the mesh -> 1 inside it
-    z = np.where(on_mesh, weight * np.nan_to_num(mesh_z) + (1 - weight) * np.where(np.isfinite(z), z, 0), z)
+    z = np.where(on_mesh, weight * np.nan_to_num(mesh_z) + (1 - weight) * np.where(np.isfinite(z), z, mesh_z), z)
     centre = float(mesh.head_centre()[2])
     z = centre + relief * (z - centre)
     mesh.vertices *= ((centre + relief * (mesh.vertices[:, 2] - centre)) / mesh.vertices[:, 2])[:, None]
@@ -124,18 +122,14 @@ def build_head_layer(
     #    "curtain") is stretched by any move, and the renderer makes its pixels holes
     grid = size // MESH_STEP
     parts = _parts(face.landmarks_at(grid), grid)
-    z_grid = resize_depth(z, grid)
-    from ..mesh import depth_to_mesh
-
-    layer = depth_to_mesh(z_grid, depth_range=None, edge_threshold=None, parts=parts, fov_deg=mesh.camera.fov_deg)
+    layer = depth_to_mesh(resize_depth(z, grid), depth_range=None, edge_threshold=None, parts=parts,
+                          fov_deg=mesh.camera.fov_deg)
     layer.vertex_attributes["pixel"] *= MESH_STEP
 
     # 4. What the unmoved layer covers
-    from .warp import cast
-
     covered = cast(layer, layer.vertices, size, mesh.camera).hit
-    return HeadLayer(size=size, mesh=layer, parts=layer.vertex_attributes["part"], face=mesh, depth=z, covered=covered, crop=crop,
-                     source=source, crop_to_source=crop_to_source)
+    return HeadLayer(size=size, mesh=layer, parts=layer.vertex_attributes["part"], face=mesh, depth=z,
+                     covered=covered, crop=crop, source=source, crop_to_source=crop_to_source)
 
 
 # --- helpers ------------------------------------------------------------------------------------------------
