@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..face import FaceControls
-from .layer import DEFAULT_RELIEF, MOUTH, HeadLayer, build_head_layer, output_size
-from .motion import move
+from .layer import MOUTH, HeadLayer, build_head_layer, output_size
+from .motion import DEFAULT_RELIEF, move
 from .warp import Warp, cast, sample
 
 MOUTH_DEPTH = 0.3  # an opened mouth's inside lies this many eye distances behind the lips

@@ -27,10 +27,6 @@ from .warp import cast
 MIN_SIZE, MAX_SIZE = 512, 1024  # the output crop follows the face's size in the photo, within these
 MESH_FEATHER = 1 / 32  # the face mesh's depth blends into the model's over this part of the crop at its border
 MESH_STEP = 2  # output pixels per grid step of the layer's mesh (the warp is smooth; cuts stay 2 px wide)
-# The head's relief is deepened by this factor about its centre before it is turned: mediapipe's own
-# geometry turned by 20 degrees re-measures at about 14 (its relative z is flatter than its x and y). Chosen
-# on the example photos with `python -m portrait eval --edits` (README, editing).
-DEFAULT_RELIEF = 1.6
 
 SKIN, MOUTH, EYES = 0, 1, 2  # part labels: the mesh is cut where they meet
 
@@ -44,7 +40,7 @@ class HeadLayer:
         mesh: the layer's grid mesh, vertices ``[V, 3]`` in the crop's camera frame (units);
             ``mesh.vertex_attributes["pixel"]`` ``[V, 2]`` is each vertex's source position in crop pixels at ``S``.
         parts: ``[V]`` part label of each vertex (``SKIN``, ``MOUTH``, ``EYES``).
-        face: the face mesh (landmarks) with the same relief as the layer: its frame and expressions drive the
+        face: the face mesh (landmarks) in the same camera frame: its frame and expressions drive the
             motion.
         depth: ``[S, S]`` float32 camera z of the unmoved layer, NaN off the head and neck.
         covered: ``[S, S]`` bool, the pixels the unmoved layer covers (what a move can uncover).
@@ -82,8 +78,7 @@ def output_size(face: AlignedFace) -> int:
 
 
 def build_head_layer(
-    photo: Image.Image, face: AlignedFace, depth: np.ndarray, relief: float = DEFAULT_RELIEF,
-    size: int | None = None,
+    photo: Image.Image, face: AlignedFace, depth: np.ndarray, size: int | None = None,
 ) -> HeadLayer:
     """Lift the photo's head into 3-D.
 
@@ -92,8 +87,7 @@ def build_head_layer(
         face: its alignment (landmarks, crop <-> photo).
         depth: ``[r, r]`` relative depth of the crop's head and neck (larger = farther, NaN elsewhere), e.g. the
             model's depth estimate. Where the face mesh exists the layer takes the mesh's own geometry (blended in
-            over ``MESH_FEATHER``); around it this depth, put in the mesh's camera z by scale and shift. The
-            whole is then deepened by ``relief`` about the head's centre.
+            over ``MESH_FEATHER``); around it this depth, put in the mesh's camera z by scale and shift.
         size: the output crop's side (default :func:`output_size`).
     """
     size = size or output_size(face)
@@ -103,7 +97,7 @@ def build_head_layer(
     source, crop_to_source = _source(photo, to_photo)
 
     # 2. Depth in the camera frame: the face mesh's own geometry where it exists (mediapipe's landmarks, in the
-    #    photo's scale), the model's depth around it (hair, ears, neck) put in that scale, deepened by `relief`
+    #    photo's scale), the model's depth around it (hair, ears, neck) put in that scale
     mesh = face_mesh_from_landmarks(face.landmarks, face.size)
     depth = np.asarray(depth, dtype=np.float32)
     mesh_z = render_depth(mesh, depth.shape[::-1]).depth
@@ -111,9 +105,6 @@ def build_head_layer(
     on_mesh = np.isfinite(mesh_z)
     weight = feather(on_mesh, MESH_FEATHER * depth.shape[0])  # 0 off the mesh -> 1 inside it
     z = np.where(on_mesh, weight * np.nan_to_num(mesh_z) + (1 - weight) * np.where(np.isfinite(z), z, mesh_z), z)
-    centre = float(mesh.head_centre()[2])
-    z = centre + relief * (z - centre)
-    mesh.vertices *= ((centre + relief * (mesh.vertices[:, 2] - centre)) / mesh.vertices[:, 2])[:, None]
     z, head = upsample_depth(z, crop)
     head = _clean(head)
     z[~head] = np.nan

@@ -7,7 +7,9 @@
 - Jaw: a hinge rotation of the lower face about the axis of the ``jaw_open`` expression, full below the
   inner lip contour (where the layer is cut), fading out towards the ears and down the neck.
 - Pose: a rigid rotation about the head's centre in the head's own axes, its angle fading from full at the
-  chin to zero at the bottom of the crop, so the collar does not shear.
+  chin to zero at the bottom of the crop, so the collar does not shear. The head is turned as if its relief
+  were ``relief`` times deeper along its own front-to-back axis (see ``DEFAULT_RELIEF``); unmoved, every vertex
+  stays on its pixel.
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ from ..face.controls import EXPRESSIONS, FaceFrame, _chain_at_x, pose_rotation
 from ..face.mesh import REGIONS
 from .layer import EYES, MOUTH, HeadLayer
 
+# mediapipe's own face geometry turned by 20 degrees re-measures at about 14 (its relative z is flatter than
+# its x and y), so the head turns as if this much deeper. Chosen on the example photos with
+# `python -m portrait eval --edits` (README, "Editing real photos, measured").
+DEFAULT_RELIEF = 1.6
 RBF_GRID = 128  # the expression field is evaluated on this grid over the crop, then interpolated
 JAW_FADE_SIDE = 0.8  # eye distances past the mouth corners over which the jaw's rotation fades out
 JAW_FADE_NECK = 0.5  # eye distances below the jaw line over which it fades out
@@ -26,7 +32,7 @@ JAW_LIP = 0.4  # eye distances below the lips from which the jaw's turn is whole
 EYE_RECESS = 0.05  # closing eyes: the eye openings sink this many eye distances, so the lids pass in front
 
 
-def move(layer: HeadLayer, controls: FaceControls) -> np.ndarray:
+def move(layer: HeadLayer, controls: FaceControls, relief: float = DEFAULT_RELIEF) -> np.ndarray:
     """``[V, 3]`` vertices of ``layer.mesh`` moved by ``controls`` (clipped to their ranges); unmoved for zero."""
     controls = controls.clipped()
     vertices = np.asarray(layer.mesh.vertices, dtype=np.float64).copy()
@@ -52,10 +58,12 @@ def move(layer: HeadLayer, controls: FaceControls) -> np.ndarray:
                          np.asarray(pivot, float))
         vertices += frame.vectors_to_camera(turned - local)
 
-    # 3. Pose: about the head's centre, fading out down the neck
+    # 3. Pose: about the head's centre, fading out down the neck; each vertex moves as its deepened twin would
     if controls.yaw or controls.pitch or controls.roll:
         axis, angle = _axis_angle(pose_rotation(frame, controls))
-        vertices = _rotate(vertices, axis, angle * _neck_weight(layer), frame.origin)
+        depth_axis = frame.axes[2]
+        deep = vertices + (relief - 1) * ((vertices - frame.origin) @ depth_axis)[:, None] * depth_axis
+        vertices = vertices + _rotate(deep, axis, angle * _neck_weight(layer), frame.origin) - deep
     return vertices
 
 
