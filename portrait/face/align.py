@@ -235,7 +235,7 @@ def warp_to_square(image: Image.Image, m: np.ndarray, size: int, *, mirror: bool
     """
     width, height = image.size
     scale = math.sqrt(abs(np.linalg.det(m[:, :2])))  # photo pixels per crop pixel
-    reduce = max(1, int(scale // 1.5)) if scale >= 2.0 else 1  # keep 1-1.5 photo px per crop px for bicubic
+    reduce = box_reduction(scale)
 
     # 1. The photo region under the crop (+ a margin for the filter), clipped to the photo
     corners = np.array([[0, 0], [size, 0], [size, size], [0, size]], dtype=np.float64) @ m[:, :2].T + m[:, 2]
@@ -265,6 +265,12 @@ def warp_to_square(image: Image.Image, m: np.ndarray, size: int, *, mirror: bool
     return Image.fromarray(pixels).transform(
         (size, size), Image.Transform.AFFINE, _affine_data(local), Image.Resampling.BICUBIC
     )
+
+
+def box_reduction(scale: float) -> int:
+    """The box-reduction factor of a photo sampled at ``scale`` photo pixels per output pixel: it keeps 1-1.5
+    photo pixels per output pixel for bilinear / bicubic sampling, so nothing aliases."""
+    return max(1, int(scale // 1.5)) if scale >= 2.0 else 1
 
 
 def _blend_weight(size: int, mask, feather: float) -> np.ndarray:

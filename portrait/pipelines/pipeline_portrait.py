@@ -21,7 +21,7 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from ..compositing import composite, prefill
-from ..depth import blend_depth, code_to_depth, complete_depth, depth_to_code, ensemble_depths
+from ..depth import blend_depth, code_to_depth, complete_depth, depth_to_code, ensemble_depths, resize_depth
 from ..models import JointDiffusion, LearnedContext, ReferenceNet, ReferenceState
 from ..models.joint import known_cells  # the one pixel -> cell rule, shared with training
 
@@ -603,15 +603,7 @@ class PortraitPipeline(DiffusionPipeline):
     def _resize_depth(self, depth: np.ndarray) -> np.ndarray:
         """Relative depth ``[H, W]`` (NaN = unknown) at the working resolution; NaN where under half is known."""
         depth = np.asarray(depth, dtype=np.float32)
-        r = self.resolution
-        if depth.shape == (r, r):
-            return depth
-        known = np.isfinite(depth)
-        d = torch.from_numpy(np.where(known, depth, 0.0).astype(np.float32))[None, None]
-        m = torch.from_numpy(known.astype(np.float32))[None, None]
-        d, m = (F.interpolate(t, size=(r, r), mode="area") for t in (d, m))
-        out = (d / m.clamp_min(1e-6))[0, 0].numpy()
-        return np.where(m[0, 0].numpy() >= 0.5, out, np.nan).astype(np.float32)
+        return depth if depth.shape == (self.resolution,) * 2 else resize_depth(depth, self.resolution)
 
     def _resize_mask(self, mask: np.ndarray) -> np.ndarray:
         """``[H, W]`` bool -> ``[R, R]`` bool: true where at least half of the pixels under it are."""

@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw
 from ..compositing import feather
 from ..depth import align_scale_shift, resize_depth, upsample_depth
 from ..face import AlignedFace, FaceMesh, PinholeCamera, face_mesh_from_landmarks, render_depth
-from ..face.align import warp_to_square
+from ..face.align import box_reduction, warp_to_square
 from ..face.mesh import REGIONS, eye_centres
 from ..mesh import depth_to_mesh
 from .warp import cast
@@ -142,7 +142,7 @@ def _source(photo: Image.Image, to_photo: np.ndarray) -> tuple[np.ndarray, np.nd
     """The photo to sample from (box-reduced when one crop pixel spans 2 or more photo pixels) and the crop ->
     source affine."""
     scale = math.sqrt(abs(np.linalg.det(to_photo[:, :2])))  # photo pixels per crop pixel
-    reduce = max(1, int(scale // 1.5)) if scale >= 2.0 else 1
+    reduce = box_reduction(scale)
     source = photo.convert("RGB")
     if reduce > 1:
         source = source.reduce(reduce)
