@@ -21,9 +21,9 @@ from ..face.controls import EXPRESSIONS, FaceFrame, _chain_at_x, pose_rotation
 from ..face.mesh import REGIONS
 from .layer import EYES, MOUTH, HeadLayer
 
-# mediapipe's own face geometry turned by 20 degrees re-measures at about 14 (its relative z is flatter than
-# its x and y), so the head turns as if this much deeper. Chosen on the example photos with
-# `python -m portrait eval --edits` (README, "Editing real photos, measured").
+# mediapipe's own face geometry turned by 20 degrees re-measures at 12-15 (its relative z is flatter than its
+# x and y: `python -m portrait eval --edits` on the two examples with this set to 1), so the head turns as if
+# this much deeper. Chosen on the example photos with the same command (README, "Editing real photos").
 DEFAULT_RELIEF = 1.6
 RBF_GRID = 128  # the expression field is evaluated on this grid over the crop, then interpolated
 JAW_FADE_SIDE = 0.8  # eye distances past the mouth corners over which the jaw's rotation fades out
