@@ -225,11 +225,12 @@ def png16_to_depth(png: np.ndarray) -> np.ndarray:
     return depth
 
 
-def colorize_depth(depth: np.ndarray, background=(255, 255, 255)) -> np.ndarray:
+def colorize_depth(depth: np.ndarray, background=(255, 255, 255), span: tuple[float, float] | None = None) -> np.ndarray:
     """Relative depth -> ``[H, W, 3]`` uint8 with the perceptual 'magma' colour map.
 
-    Direction: near = bright (yellow-white), far = dark (purple-black), normalised over the valid pixels;
-    pixels without depth get ``background``.
+    Direction: near = bright (yellow-white), far = dark (purple-black), normalised over the valid pixels or, with
+    ``span`` ``(near, far)``, over that range (clipped; e.g. one range for every frame of a video); pixels
+    without depth get ``background``.
     """
     from matplotlib import colormaps  # local import: matplotlib is only needed for pictures
 
@@ -238,7 +239,7 @@ def colorize_depth(depth: np.ndarray, background=(255, 255, 255)) -> np.ndarray:
     rgb = np.empty(depth.shape + (3,), dtype=np.uint8)
     rgb[...] = np.asarray(background, dtype=np.uint8)
     if valid.any():
-        lo, hi = float(depth[valid].min()), float(depth[valid].max())
-        near = 1.0 - (depth[valid] - lo) / max(hi - lo, 1e-12)
+        lo, hi = span if span is not None else (float(depth[valid].min()), float(depth[valid].max()))
+        near = np.clip(1.0 - (depth[valid] - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
         rgb[valid] = (colormaps["magma"](near)[:, :3] * 255).round().astype(np.uint8)
     return rgb

@@ -19,3 +19,7 @@ class NoFaceError(PortraitError):
 
 class ModelNotFoundError(PortraitError):
     """A model path or hub id could not be loaded (missing folder, not cached offline, no default)."""
+
+
+class InvalidVideoError(PortraitError):
+    """The file is not a readable video (corrupt, not a video at all, no frames)."""

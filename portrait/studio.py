@@ -233,11 +233,11 @@ class Studio:
         if method == "regenerate" or target_depth is not None:
             return self._regenerate(photo, controls, target_depth, strength, steps or 20, guidance, seed, callback)
         view = render(self.head_layer(photo), controls or FaceControls())
-        image = self._fill_holes(photo, view, steps or FILL_STEPS, guidance, seed, callback)
+        image = self.fill_holes(photo, view, steps or FILL_STEPS, guidance, seed, callback)
         grow = max(1, view.changed.shape[0] // 256)
         composite = photo.image.copy()
         if view.changed.any():  # only where the head was or is: a narrow seam, the rest of the photo untouched
-            composite = photo.paste_back(PIL.Image.fromarray(image), _dilate(view.changed, grow), feather=grow / 256)
+            composite = photo.paste_back(PIL.Image.fromarray(image), dilate(view.changed, grow), feather=grow / 256)
         masks = {"holes": view.holes, "changed": view.changed}
         return PortraitResult(
             image=PIL.Image.fromarray(image), depth=view.depth, mask=np.isfinite(view.depth), target_depth=view.depth,
@@ -245,16 +245,30 @@ class Studio:
             extras={name: PIL.Image.fromarray(m.astype(np.uint8) * 255) for name, m in masks.items()},
         )
 
-    def _fill_holes(self, photo: Photo, view: View, steps: int, guidance: float, seed: int, callback) -> np.ndarray:
+    def fill_holes(self, photo: Photo, view: View, steps: int = FILL_STEPS, guidance: float = 2.0, seed: int = 0,
+                   callback=None, plate: np.ndarray | None = None) -> np.ndarray:
         """``view.image`` with its holes painted by the joint model (RGB known outside them, depth known
-        everywhere), composited into the holes only and colour-matched to their surroundings."""
+        everywhere), composited into the holes only and colour-matched to their surroundings.
+
+        With a ``plate`` (:meth:`background_plate`) the model is not called: the background behind the head comes
+        from the plate and the holes inside the head are continued from their surroundings (an animation's frames
+        share one painted background and cannot flicker)."""
         from .compositing import composite, prefill
 
         if not view.holes.any():
             return view.image
         size = view.holes.shape[0]
-        start = prefill(view.image, view.holes, radius_px=size / 128)
+        start = view.image
+        holes = view.holes
+        if plate is not None:
+            start = view.image.copy()
+            behind = holes & ~np.isfinite(view.fill_depth)
+            start[behind] = plate[behind]
+            holes = holes & ~behind
+        start = prefill(start, holes, radius_px=size / 128)
         start[view.mouth] = mouth_cavity(start, view.mouth, size / 32)
+        if plate is not None:
+            return start
         out = self.pipe.inpaint(
             photo.crop, rgb=start, rgb_known=~view.holes, depth=view.fill_depth,
             depth_known=np.ones_like(view.holes), strength=FILL_STRENGTH, num_inference_steps=steps,
@@ -264,6 +278,33 @@ class Studio:
         painted = np.asarray(out.images[0].resize((size, size), PIL.Image.Resampling.BICUBIC))
         # an opened mouth keeps its shaded pre-fill: the model never saw one (see MOUTH_SHADE)
         return composite(start, painted, view.holes & ~view.mouth, feather_px=size / 128, ring_px=size / 64)
+
+    def background_plate(self, photo: Photo, poses: list[FaceControls], steps: int = FILL_STEPS,
+                         guidance: float = 2.0, seed: int = 0, callback=None) -> np.ndarray:
+        """``[S, S, 3]`` uint8: the output crop with the background that the head uncovers in any of ``poses``
+        painted once by the joint model (RGB known elsewhere, depth known: background there, the head at rest
+        elsewhere). The photo's own pixels everywhere else."""
+        from .compositing import composite, prefill
+
+        layer = self.head_layer(photo)
+        behind = np.zeros_like(layer.covered)
+        for controls in poses:
+            view = render(layer, controls)
+            behind |= view.holes & ~np.isfinite(view.fill_depth)
+        if not behind.any():
+            return layer.crop.copy()
+        size = layer.size
+        behind = dilate(behind, max(1, size // 64)) & layer.covered | behind  # poses in between uncover a little more
+        start = prefill(layer.crop, behind, radius_px=size / 128)
+        depth = layer.depth.copy()
+        depth[behind] = np.nan
+        out = self.pipe.inpaint(
+            photo.crop, rgb=start, rgb_known=~behind, depth=depth, depth_known=np.ones_like(behind),
+            strength=FILL_STRENGTH, num_inference_steps=steps, guidance_scale=guidance, generator=_generator(seed),
+            callback=callback, reference_features=self.reference_features(photo),
+        )
+        painted = np.asarray(out.images[0].resize((size, size), PIL.Image.Resampling.BICUBIC))
+        return composite(start, painted, behind, feather_px=size / 128, ring_px=size / 64)
 
     def _regenerate(self, photo, controls, target_depth, strength, steps, guidance, seed, callback) -> PortraitResult:
         """The whole face crop re-sampled by the model to follow a target depth (see :meth:`edit`)."""
@@ -284,8 +325,16 @@ class Studio:
             changed |= np.isfinite(original)
         return PortraitResult(
             image=image, depth=out.depth[0], mask=mask, target_depth=target,
-            composite=photo.paste_back(image, _dilate(changed, max(1, self.resolution // 16))),
+            composite=photo.paste_back(image, dilate(changed, max(1, self.resolution // 16))),
         )
+
+    def animate(self, photo: Photo, driving: str | Path, out_dir: str | Path, **kwargs):
+        """The photo's person moved by a driving video: an RGB video, a depth video and per-frame depth arrays in
+        ``out_dir`` (:func:`portrait.animation.animate`, which takes the ``kwargs``); returns an
+        :class:`~portrait.animation.Animation`."""
+        from .animation import animate
+
+        return animate(self, photo, driving, out_dir, **kwargs)
 
     def generate(
         self, photo: Photo, num_images: int = 1, steps: int = 20, guidance: float = 2.0, seed: int = 0, callback=None,
@@ -314,7 +363,7 @@ def _depth_image(depth: np.ndarray) -> PIL.Image.Image:
     return PIL.Image.fromarray(colorize_depth(depth))
 
 
-def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
     """Grow a boolean mask by ``radius`` pixels (a square max filter)."""
     from PIL import ImageFilter
 

@@ -187,7 +187,7 @@ def test_model_paints_the_holes_only(studio_photo):
     studio, photo = studio_photo
     view = render(studio.head_layer(photo), FaceControls(yaw=20))
     assert view.holes.any()
-    painted = studio._fill_holes(photo, view, steps=2, guidance=1.0, seed=0, callback=None)
+    painted = studio.fill_holes(photo, view, steps=2, guidance=1.0, seed=0, callback=None)
     assert np.array_equal(painted[~view.holes], view.image[~view.holes])  # known pixels never pass the model
     assert not np.array_equal(painted[view.holes], view.image[view.holes])
 

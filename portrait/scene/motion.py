@@ -80,6 +80,8 @@ def _spread(layer: HeadLayer, displacement: np.ndarray) -> np.ndarray:
     points = layer.face.project(size)[:468] / size  # irises left out: they move with the eyeball
     values = displacement[:468]
     moving = np.linalg.norm(values, axis=1) > 0
+    if not moving.any():  # e.g. an expression so small that it rounds away
+        return np.zeros((len(layer.mesh.vertices), 3))
     edge = layer.covered & ~ndimage.binary_erosion(layer.covered)
     ys, xs = np.nonzero(edge[:: size // RBF_GRID, :: size // RBF_GRID])
     border = np.linspace(0, 1, 17)
@@ -89,7 +91,7 @@ def _spread(layer: HeadLayer, displacement: np.ndarray) -> np.ndarray:
         np.stack([np.zeros_like(border), border], 1), np.stack([np.ones_like(border), border], 1),
     ])
     # keep anchors away from moving landmarks (an anchor on top of a moving point makes the spline ring)
-    reach = np.min(np.linalg.norm(anchors[:, None] - points[moving][None], axis=2), axis=1) if moving.any() else 1
+    reach = np.min(np.linalg.norm(anchors[:, None] - points[moving][None], axis=2), axis=1)
     anchors = anchors[reach > 0.04]
     rbf = RBFInterpolator(np.concatenate([points, anchors]), np.concatenate([values, np.zeros((len(anchors), 3))]),
                           kernel="thin_plate_spline", smoothing=1e-6)
