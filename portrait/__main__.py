@@ -10,13 +10,14 @@ from .errors import PortraitError
 
 def build_parser() -> argparse.ArgumentParser:
     from . import cli, evaluation
+    from .animation import commands as animation_commands
     from .data import commands as data_commands
     from .face import commands as face_commands
     from .training import commands as training_commands
 
     parser = argparse.ArgumentParser(prog="python -m portrait", description="Joint depth + appearance portraits.")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (cli, face_commands, data_commands, training_commands, evaluation):
+    for module in (cli, animation_commands, face_commands, data_commands, training_commands, evaluation):
         module.register(subparsers)
     return parser
 

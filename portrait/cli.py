@@ -6,29 +6,40 @@ import argparse
 from pathlib import Path
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _setting(name: str, kind: type = float):
+    """An argparse ``type=`` for a number within the app's range of the setting (``portrait.demo.SETTINGS``)."""
+    from .demo import SETTINGS
+    from .face.commands import in_range
+
+    return in_range(SETTINGS[name], kind)
+
+
+def _common(p: argparse.ArgumentParser, steps: str = "generate_steps") -> None:
+    """``--model``, ``--out``, ``--seed``, ``--steps`` (range of ``SETTINGS[steps]``) and ``--no-align``."""
     p.add_argument("--model", help="model folder or hub id (default: the embedded default model)")
     p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=20, help="denoising steps")
+    p.add_argument("--seed", type=_setting("seed", int), default=0)
+    p.add_argument("--steps", type=_setting(steps, int), default=20, help="denoising steps")
     p.add_argument("--no-align", action="store_true", help="the input is already a square face crop: skip face finding")
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("generate", help="new portraits of the person in a reference photo, with depth")
     p.add_argument("reference", type=Path)
-    p.add_argument("--num", type=int, default=1, help="how many portraits")
+    p.add_argument("--num", type=_setting("num_images", int), default=1, help="how many portraits")
     p.add_argument("--source", choices=("photo", "model"), default="photo",
                    help="photo (default): the photo moved in 3-D to random poses and expressions, the model painting "
                         "only what the photo never showed (keeps the person); model: sampled by the model from noise")
-    p.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance on the reference")
-    _common(p)
+    p.add_argument("--guidance", type=_setting("guidance"), default=2.0,
+                   help="classifier-free guidance on the reference")
+    _common(p, "generate_steps")
     p.set_defaults(func=cmd_generate)
 
     p = subparsers.add_parser("depth", help="facial depth of a photo (+ uncertainty and a 3D mesh)")
     p.add_argument("image", type=Path)
-    p.add_argument("--ensemble", type=int, default=4, help="ensemble size (members are aligned and merged)")
-    _common(p)
+    p.add_argument("--ensemble", type=_setting("ensemble_size", int), default=4,
+                   help="ensemble size (members are aligned and merged)")
+    _common(p, "depth_steps")
     p.set_defaults(func=cmd_depth)
 
     p = subparsers.add_parser("edit", help="move the person to a new pose / expression, or re-render to a target depth")
@@ -39,13 +50,13 @@ def register(subparsers) -> None:
                         "(experimental: the model's own look)")
     p.add_argument("--target-depth", type=Path,
                    help="target depth (.npy or 16-bit .png) of the face crop; implies --method regenerate")
-    p.add_argument("--strength", type=float, default=0.8,
+    p.add_argument("--strength", type=_setting("strength"), default=0.8,
                    help="--method regenerate only: 1 = from noise; < 1 starts from the photo")
-    p.add_argument("--guidance", type=float, default=2.0)
+    p.add_argument("--guidance", type=_setting("guidance"), default=2.0)
     from .face.commands import add_control_arguments
 
     add_control_arguments(p)
-    _common(p)
+    _common(p, "edit_steps")
     p.set_defaults(func=cmd_edit)
 
 

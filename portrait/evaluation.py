@@ -363,7 +363,7 @@ def markdown_report(summary: dict, columns: list[str] | None = None) -> str:
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "eval", help="evaluate a model on a held-out split (depth metrics, baselines, generation, editing), or "
-                     "measure edits of real photos (--edits)",
+                     "measure edits of real photos (--edits) or an animation (--animation)",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--model", help="model folder or hub id (default: the embedded default model)")
@@ -371,6 +371,13 @@ def register(subparsers) -> None:
     p.add_argument("--edits", nargs="+", metavar="PHOTO",
                    help="instead: edit these photos (pose, expression) and measure identity, re-measured pose, "
                         "expression and background (portrait.edit_eval: edits.md, edits.json, edits_contact_sheet.png)")
+    p.add_argument("--animation", type=Path, metavar="PHOTO",
+                   help="instead: animate this photo by --driving CLIP and measure pose and expression error, identity "
+                        "per frame and jitter (portrait.animation.evaluate: animation.md, animation.json)")
+    p.add_argument("--driving", type=Path, help="with --animation: the driving clip")
+    p.add_argument("--self", dest="self_reenactment", action="store_true",
+                   help="with --animation: the clip was made from this photo (python -m portrait clip): also compare "
+                        "every frame with the clip's (PSNR, identity)")
     p.add_argument("--variants", action="store_true",
                    help="with --edits: also mirrored, re-cropped and resized (0.5x, 2x) copies of each photo")
     p.add_argument("--method", choices=("warp", "regenerate"), help="with --edits: Studio.edit's method (default: its own)")
@@ -396,6 +403,10 @@ def register(subparsers) -> None:
 def cmd_eval(args) -> None:
     from .errors import PortraitError
 
+    if args.animation:
+        from .animation.evaluate import cmd_animation
+
+        return cmd_animation(args)
     if args.edits:
         from .edit_eval import cmd_edits
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from portrait.__main__ import main
+from portrait.__main__ import build_parser, main
 from portrait.depth import png16_to_depth
 from tests.conftest import random_image, square_depth
 
@@ -130,3 +130,45 @@ def test_bad_inputs_exit_2_with_a_message_and_no_traceback(tiny_model_dir, tmp_p
 def test_missing_model_is_a_clear_error(tmp_path, astronaut, capsys):
     assert main(["depth", str(astronaut), "--model", str(tmp_path / "nope"), "--out", str(tmp_path)]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["depth", "--steps", "0"], "argument --steps: must be between 1 and 50, got 0"),
+        (["depth", "--ensemble", "-1"], "argument --ensemble: must be between 1 and 8, got -1"),
+        (["depth", "--seed", "-5"], "argument --seed: must be between 0 and 2147483647, got -5"),
+        (["depth", "--steps", "2.5"], "argument --steps: must be a whole number between 1 and 50, got '2.5'"),
+        (["generate", "--num", "0"], "argument --num: must be between 1 and 4, got 0"),
+        (["generate", "--guidance", "99"], "argument --guidance: must be between 1 and 5, got 99"),
+        (["edit", "--strength", "2"], "argument --strength: must be between 0.1 and 1, got 2"),
+        (["edit", "--yaw", "90"], "argument --yaw: must be between -45 and 45, got 90"),
+        (["edit", "--smile", "nan"], "argument --smile: must be between -1 and 1, got nan"),
+    ],
+)
+def test_numbers_out_of_range_are_refused_while_parsing(argv, message, tmp_path, capsys, monkeypatch):
+    import portrait.cli
+
+    def no_model(args):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(portrait.cli, "_studio", no_model)
+    command, *flags = argv
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, str(tmp_path / "x.jpg"), "--out", str(tmp_path / "o"), *flags])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == f"python -m portrait {command}: error: {message}"
+    assert err.count("error:") == 1 and "Traceback" not in err
+
+
+def test_number_flags_take_their_ranges_from_the_app_settings():
+    from portrait.demo import SETTINGS
+
+    top = {name: f"{limits.maximum:.10g}" for name, limits in SETTINGS.items()}
+    args = build_parser().parse_args(["depth", "x.jpg", "--out", "o", "--steps", top["depth_steps"],
+                                      "--ensemble", top["ensemble_size"], "--seed", top["seed"]])
+    assert (args.steps, args.ensemble, args.seed) == (50, 8, 2**31 - 1)
+    args = build_parser().parse_args(["edit", "x.jpg", "--out", "o", "--strength", "0.1", "--guidance",
+                                      top["guidance"], "--yaw", "-45"])
+    assert (args.strength, args.guidance, args.yaw) == (0.1, 5.0, -45.0)

@@ -132,9 +132,10 @@ def motion_from_landmarks(landmarks: np.ndarray, fps: float, gains: dict[str, fl
             if found[i]:
                 last = relative_controls(reference, landmarks[i], gains)
             raw[i] = last
-    values = one_euro(raw, fps, smoothing) if smoothing is not None else raw.copy()
     lo = np.array([s.minimum for s in CONTROL_SPECS])
     hi = np.array([s.maximum for s in CONTROL_SPECS])
+    values = raw.copy() if smoothing is None else one_euro(raw / (hi - lo), fps, smoothing) * (hi - lo)
+    values[np.abs(values) < 1e-6] = 0.0  # round-off: a driver at rest gives the photo back exactly
     return DrivingMotion(values=np.clip(values, lo, hi), raw=raw, landmarks=landmarks, fps=fps)
 
 

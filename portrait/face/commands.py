@@ -86,13 +86,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cli(_run_pose))
 
 
+def in_range(limits, kind: type = float):
+    """An argparse ``type=``: ``kind(text)`` if it lies within ``limits.minimum`` .. ``limits.maximum`` (a
+    ``ControlSpec`` or a :class:`~portrait.demo.Limits`), else an argparse error naming the range, so that
+    a bad number is refused while the arguments are parsed."""
+    span = f"between {limits.minimum:.10g} and {limits.maximum:.10g}"
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"must be a {'whole ' if kind is int else ''}number {span}, got {text!r}"
+            ) from None
+        if not limits.minimum <= value <= limits.maximum:
+            raise argparse.ArgumentTypeError(f"must be {span}, got {text}")
+        return value
+
+    return parse
+
+
 def add_control_arguments(parser: argparse.ArgumentParser) -> None:
     """One ``--name`` flag per pose / expression control, from ``CONTROL_SPECS`` (used by ``pose`` and ``edit``)."""
     for spec in CONTROL_SPECS:
         parser.add_argument(
             f"--{spec.name.replace('_', '-')}",
             dest=spec.name,
-            type=float,
+            type=in_range(spec),
             default=spec.default,
             help=f"{spec.label}: {spec.minimum:g} to {spec.maximum:g}{' ' + spec.unit if spec.unit else ''}, "
             f"default {spec.default:g}; {spec.help}",
@@ -100,15 +120,8 @@ def add_control_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def controls_from_args(args: argparse.Namespace) -> FaceControls:
-    """The controls given by :func:`add_control_arguments`' flags; out-of-range values are a ``PortraitError``."""
-    controls = FaceControls(**{spec.name: getattr(args, spec.name) for spec in CONTROL_SPECS})
-    for spec in CONTROL_SPECS:
-        value = getattr(controls, spec.name)
-        if not spec.minimum <= value <= spec.maximum:
-            raise PortraitError(
-                f"--{spec.name.replace('_', '-')} must be in [{spec.minimum:g}, {spec.maximum:g}], got {value:g}"
-            )
-    return controls
+    """The controls given by :func:`add_control_arguments`' flags (their ranges checked by the parser)."""
+    return FaceControls(**{spec.name: getattr(args, spec.name) for spec in CONTROL_SPECS})
 
 
 def _cli(handler):

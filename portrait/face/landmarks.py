@@ -25,6 +25,7 @@ from ..errors import NoFaceError
 NUM_LANDMARKS = 478
 MAX_FACES = 5
 DETECTION_MAX_SIDE = 1280  # larger photos are downscaled for the face detector (it works at 192 px)
+TILE_SIDE = 960  # when that finds no face: the detector again on tiles of this side (small faces in large photos)
 CONTEXT = 2.0  # the face mesh sees a square of this many face-box sides around each detected face
 MESH_INPUT = 384  # ... resampled to this many pixels
 
@@ -130,10 +131,59 @@ def _face_boxes(rgb: np.ndarray, min_confidence: float) -> list[tuple[float, flo
     return sorted(boxes, key=lambda b: -(b[2] - b[0]) * (b[3] - b[1]))
 
 
-def _mesh_in_box(rgb: np.ndarray, box, min_confidence: float) -> np.ndarray | None:
+def _tiled_face_boxes(rgb: np.ndarray, min_confidence: float):
+    """Face boxes (photo pixels, largest first) found on overlapping tiles, one list per scale, coarse to fine.
+
+    The scales halve from full resolution while the photo stays larger than ``DETECTION_MAX_SIDE`` (what the
+    first pass saw), and include full resolution whenever the photo is larger than a tile. Tiles are
+    ``TILE_SIDE`` squares overlapping by half, so a face up to half a tile lies whole in one of them; the
+    detector finds faces down to about a fifteenth of a tile (~60 pixels wide at full resolution). A face
+    seen by several tiles is kept once (the largest box).
+    """
+    height, width = rgb.shape[:2]
+    if max(height, width) <= TILE_SIDE:
+        return
+    scales = [1.0]
+    while max(height, width) * scales[-1] / 2 > DETECTION_MAX_SIDE:
+        scales.append(scales[-1] / 2)
+    for scale in reversed(scales):
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        level = rgb if scale == 1.0 else np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BOX))
+        boxes = []
+        for top in _tile_starts(size[1]):
+            for left in _tile_starts(size[0]):
+                tile = level[top : top + TILE_SIDE, left : left + TILE_SIDE]
+                for box in _face_boxes(tile, min_confidence):  # tile pixels -> photo pixels
+                    boxes.append(tuple((v + at) / scale for v, at in zip(box, (left, top, left, top))))
+        yield _distinct(sorted(boxes, key=lambda b: -(b[2] - b[0]) * (b[3] - b[1])))
+
+
+def _tile_starts(length: int) -> list[int]:
+    """Offsets of ``TILE_SIDE`` tiles overlapping by half along a side of ``length`` pixels (the last flush)."""
+    if length <= TILE_SIDE:
+        return [0]
+    return list(range(0, length - TILE_SIDE, TILE_SIDE // 2)) + [length - TILE_SIDE]
+
+
+def _distinct(boxes: list) -> list:
+    """``boxes`` (largest first) without those lying mostly (over half their area) inside a larger one kept."""
+    kept = []
+    for x0, y0, x1, y1 in boxes:
+        area = max(x1 - x0, 1e-9) * max(y1 - y0, 1e-9)
+        if all(
+            max(0.0, min(x1, k[2]) - max(x0, k[0])) * max(0.0, min(y1, k[3]) - max(y0, k[1])) <= 0.5 * area
+            for k in kept
+        ):
+            kept.append((x0, y0, x1, y1))
+    return kept
+
+
+def _mesh_in_box(rgb: np.ndarray, box, min_confidence: float, confirm: bool = False) -> np.ndarray | None:
     """``[478, 3]`` landmarks (image pixels) of the face in ``box``, from a square crop around it.
 
-    The crop (``CONTEXT`` box sides, black outside the photo) is resampled to ``MESH_INPUT`` pixels.
+    The crop (``CONTEXT`` box sides, black outside the photo) is resampled to ``MESH_INPUT`` pixels. With
+    ``confirm``, the detector must find the face again in the crop, where it is large (None if not): a box
+    found on a tile, where a face is a few pixels wide, may be anything face-like.
     """
     from .align import warp_to_square  # lazy: align imports this module
 
@@ -142,8 +192,10 @@ def _mesh_in_box(rgb: np.ndarray, box, min_confidence: float) -> np.ndarray | No
     left, top = (x0 + x1 - side) / 2.0, (y0 + y1 - side) / 2.0
     step = side / MESH_INPUT
     to_photo = np.array([[step, 0.0, left], [0.0, step, top]])
-    crop = warp_to_square(Image.fromarray(rgb), to_photo, MESH_INPUT, mirror=False)
-    points = _mesh_points(np.asarray(crop), min_confidence)
+    crop = np.asarray(warp_to_square(Image.fromarray(rgb), to_photo, MESH_INPUT, mirror=False))
+    if confirm and not _face_boxes(crop, min_confidence):
+        return None
+    points = _mesh_points(crop, min_confidence)
     if points is None:
         return None
     points *= side  # normalised crop coordinates -> photo pixels; z has x's scale
@@ -181,8 +233,10 @@ def detect_landmarks(
 ) -> FaceLandmarks:
     """Find the faces in an RGB image and return the landmarks of the largest one.
 
-    The full-range face detector finds the faces (small ones too); the face mesh then runs on a square
-    crop around each of the ``max_faces`` largest, at full resolution.
+    The full-range face detector finds the faces on the photo downscaled to ``DETECTION_MAX_SIDE``; the face
+    mesh then runs on a square crop around each of the ``max_faces`` largest, at full resolution. When that
+    finds none, the face mesh looks at the whole photo (a close-up), then the detector looks again on tiles
+    at full resolution (small faces in large photos, :func:`_tiled_face_boxes`).
 
     Args:
         image: RGB ``PIL.Image`` or uint8 array ``[H, W, 3]`` (use :func:`portrait.imageio.load_image`
@@ -206,6 +260,13 @@ def detect_landmarks(
         faces = [f for f in faces if f is not None]
         if not boxes:  # a close-up the detector missed: let the face mesh look at the whole photo
             faces = [f for f in [_whole_image_mesh(rgb, min_confidence)] if f is not None]
+        if not faces:  # faces too small for the downscaled photo: tiles, coarse to fine, until one is meshed
+            for tiled in _tiled_face_boxes(rgb, min_confidence):
+                faces = [_mesh_in_box(rgb, box, min_confidence, confirm=True) for box in tiled[:max_faces]]
+                faces = [f for f in faces if f is not None]
+                if faces:
+                    boxes = tiled
+                    break
     if not faces:
         raise NoFaceError(
             "no face was found in the image; use a photo with one clearly visible face, "

@@ -109,7 +109,7 @@ class FaceMeasures:
     mouth_width: float  # outer mouth corners (61-291)
     mouth_opening: float  # inner lips at the middle (13-14)
     eye_opening: float  # lids at the middle, mean of both eyes (159-145, 386-374)
-    brow_height: float  # each eyebrow's centre above its eye's centre, mean of both
+    brow_height: float  # each eyebrow's centre from its eye's corners (they stay when the lids close), mean of both
 
     @classmethod
     def of(cls, landmarks: np.ndarray) -> FaceMeasures:
@@ -120,8 +120,8 @@ class FaceMeasures:
         def dist(i: int, j: int) -> float:
             return float(np.linalg.norm(p[i] - p[j])) / iod
 
-        brows = [np.linalg.norm(p[list(REGIONS[brow])].mean(axis=0) - eye) / iod
-                 for brow, eye in (("right_eyebrow", right), ("left_eyebrow", left))]
+        brows = [np.linalg.norm(p[list(REGIONS[brow])].mean(axis=0) - p[list(corners)].mean(axis=0)) / iod
+                 for brow, corners in (("right_eyebrow", (33, 133)), ("left_eyebrow", (263, 362)))]
         return cls(iod=iod, mouth_width=dist(61, 291), mouth_opening=dist(13, 14),
                    eye_opening=(dist(159, 145) + dist(386, 374)) / 2.0, brow_height=float(np.mean(brows)))
 

@@ -1,0 +1,173 @@
+"""Measuring an animation: ``python -m portrait eval --animation PHOTO --driving CLIP --out DIR``.
+
+The photo is animated by the clip (:func:`portrait.animation.animate`), then the driver's and the result's faces
+are both tracked with mediapipe, each against its own first frame (the result's first frame is the photo as
+photographed: the driver's first face is the motion's origin):
+
+- pose error (APD): mean absolute difference of yaw, pitch and roll, degrees (:func:`~portrait.face.measure.head_rotation`);
+- expression error (AED): the lips', lids' and brows' landmarks after removing each face's pose (similarity
+  alignment of its rigid points onto its first frame), as displacements from the first frame in that face's own
+  axes and eye distances; the mean distance between the driver's and the result's;
+- identity: dlib's face-recognition distance from the photo to every result frame (under 0.6: the same person);
+- jitter: the mean frame-to-frame acceleration of the landmarks (second difference, eye distances per frame²),
+  of the result and of the driver: smoothing should keep the result's no larger;
+- self-reenactment (``--self``, when the clip was made from this photo by ``python -m portrait clip``): PSNR and
+  identity distance of every result frame to the clip's frame.
+
+Writes ``animation.md`` (the pass bars and the numbers), ``animation.json`` (every number per frame) and the
+animation's own files under ``DIR/animation``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ..face.controls import FaceFrame
+from ..face.measure import RIGID, head_rotation, similarity_transform
+from ..face.mesh import FaceMesh, eye_centres, region
+
+EXPRESSION_POINTS = region("upper_lip_outer", "lower_lip_outer", "upper_lip_inner", "lower_lip_inner",
+                           "right_eye_upper", "right_eye_lower", "left_eye_upper", "left_eye_lower",
+                           "right_eyebrow", "left_eyebrow")
+BARS = {"pose_error_deg": 3.0, "identity_max": 0.45}  # jitter: the result's no larger than the driver's
+
+
+def track_video(path) -> np.ndarray:
+    """``[N, 478, 3]`` landmarks of the face through a video (NaN where it is lost)."""
+    from ..face.tracking import LandmarkTracker
+    from ..video import frames
+
+    with LandmarkTracker() as tracker:
+        return np.stack([p if (p := tracker(f)) is not None else np.full((478, 3), np.nan, np.float32)
+                         for f in frames(path)])
+
+
+def _iod(points: np.ndarray) -> float:
+    right, left = eye_centres(points)
+    return float(np.linalg.norm(left - right))
+
+
+def poses(track: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """``[N, 3]`` yaw, pitch, roll of every frame against ``reference`` (NaN where lost)."""
+    return np.array([head_rotation(reference, p) if np.isfinite(p).all() else (np.nan,) * 3 for p in track])
+
+
+def expressions(track: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """``[N, E, 3]`` the expression landmarks' displacement from ``reference`` with the pose removed, in the
+    reference face's own axes and eye distances (NaN where lost)."""
+    axes = FaceFrame.of(FaceMesh(vertices=np.asarray(reference, np.float64))).axes
+    iod = _iod(reference)
+    out = np.full((len(track), len(EXPRESSION_POINTS), 3), np.nan)
+    for i, p in enumerate(track):
+        if not np.isfinite(p).all():
+            continue
+        s, rot, t = similarity_transform(p[RIGID], reference[RIGID])  # this frame's rigid points onto the reference's
+        aligned = (s * (rot @ np.asarray(p, np.float64).T)).T + t
+        out[i] = (aligned[EXPRESSION_POINTS] - reference[EXPRESSION_POINTS]) @ axes.T / iod
+    return out
+
+
+def jitter(track: np.ndarray) -> float:
+    """Mean landmark acceleration ``|p[i+1] - 2 p[i] + p[i-1]|`` in eye distances, over the frames all found."""
+    iod = np.array([_iod(p) if np.isfinite(p).all() else np.nan for p in track])
+    accel = np.linalg.norm(track[2:] - 2 * track[1:-1] + track[:-2], axis=2).mean(axis=1) / iod[1:-1]
+    return float(np.nanmean(accel)) if np.isfinite(accel).any() else float("nan")
+
+
+def evaluate_animation(studio, photo_path, driving, out_dir, *, self_reenactment: bool = False,
+                       max_seconds: float = 30.0, seed: int = 0) -> dict:
+    """Animate, measure, write ``animation.md`` and ``animation.json``; returns the summary."""
+    import time
+
+    import PIL.Image
+
+    from ..face.measure import face_descriptor, psnr
+    from ..video import frames
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    photo = studio.prepare(photo_path)
+    start = time.perf_counter()
+    anim = studio.animate(photo, driving, out / "animation", max_seconds=max_seconds, seed=seed)
+    seconds = time.perf_counter() - start
+
+    driver = anim.motion.landmarks
+    result = track_video(anim.paths["video"])
+    first = int(np.argmax(np.isfinite(driver[:, 0, 0])))
+    apd = np.abs(poses(driver, driver[first]) - poses(result, result[first])).mean(axis=1)
+    aed = np.linalg.norm(expressions(driver, driver[first]) - expressions(result, result[first]), axis=2).mean(axis=1)
+
+    reference = face_descriptor(photo.image)
+    identity, self_psnr, self_identity = [], [], []
+    clip = frames(driving) if self_reenactment else None
+    for i, frame in enumerate(frames(anim.paths["video"])):
+        landmarks = result[i] if np.isfinite(result[i]).all() else None
+        identity.append(float(np.linalg.norm(face_descriptor(frame, landmarks) - reference)))
+        if clip is not None:
+            target = next(clip)
+            shown = np.asarray(PIL.Image.fromarray(frame).resize(target.shape[1::-1], PIL.Image.Resampling.LANCZOS))
+            self_psnr.append(psnr(shown, target))
+            self_identity.append(float(np.linalg.norm(face_descriptor(shown) - face_descriptor(target))))
+
+    summary = {
+        "photo": str(photo_path), "driving": str(driving), "frames": anim.frames, "fps": anim.fps,
+        "driver_lost": anim.lost, "result_lost": int((~np.isfinite(result[:, 0, 0])).sum()),
+        "seconds": seconds, "seconds_per_frame": seconds / max(anim.frames, 1),
+        "pose_error_deg": float(np.nanmean(apd)), "expression_error": float(np.nanmean(aed)),
+        "identity_mean": float(np.mean(identity)), "identity_max": float(np.max(identity)),
+        "jitter_result": jitter(result), "jitter_driver": jitter(driver),
+        "per_frame": {"pose_error_deg": apd.tolist(), "expression_error": aed.tolist(), "identity": identity},
+    }
+    if self_reenactment:
+        summary.update(self_psnr=float(np.mean(self_psnr)), self_identity=float(np.mean(self_identity)))
+        summary["per_frame"].update(self_psnr=self_psnr, self_identity=self_identity)
+    summary["pass"] = {
+        "pose_error_deg": summary["pose_error_deg"] <= BARS["pose_error_deg"],
+        "identity_max": summary["identity_max"] <= BARS["identity_max"],
+        "jitter": summary["jitter_result"] <= summary["jitter_driver"],
+    }
+    clean = json.loads(json.dumps(summary, default=float).replace("NaN", "null"))
+    (out / "animation.json").write_text(json.dumps(clean, indent=1))
+    (out / "animation.md").write_text(markdown_report(summary))
+    return summary
+
+
+def markdown_report(s: dict) -> str:
+    def mark(ok: bool) -> str:
+        return "pass" if ok else "FAIL"
+
+    lines = [
+        f"# Animation of {Path(s['photo']).name} by {Path(s['driving']).name}", "",
+        f"{s['frames']} frames at {s['fps']:g} fps in {s['seconds']:.1f} s ({s['seconds_per_frame']:.2f} s per frame, "
+        f"set-up included); driver's face lost in {s['driver_lost']}, result's in {s['result_lost']}.", "",
+        "| measure | value | bar |", "|---|---|---|",
+        f"| pose error (mean abs. yaw, pitch, roll difference) | {s['pose_error_deg']:.2f} deg | "
+        f"<= {BARS['pose_error_deg']:g}: {mark(s['pass']['pose_error_deg'])} |",
+        f"| expression error (pose removed, eye distances) | {s['expression_error']:.4f} | |",
+        f"| identity distance to the photo, mean / worst frame | {s['identity_mean']:.3f} / {s['identity_max']:.3f} | "
+        f"worst <= {BARS['identity_max']:g}: {mark(s['pass']['identity_max'])} |",
+        f"| jitter, result / driver (eye distances per frame²) | {s['jitter_result']:.4f} / {s['jitter_driver']:.4f} | "
+        f"result <= driver: {mark(s['pass']['jitter'])} |",
+    ]
+    if "self_psnr" in s:
+        lines.append(f"| self-reenactment: PSNR / identity distance to the clip's frames | {s['self_psnr']:.2f} dB / "
+                     f"{s['self_identity']:.3f} | |")
+    return "\n".join(lines) + "\n"
+
+
+def cmd_animation(args) -> None:
+    """``python -m portrait eval --animation PHOTO --driving CLIP --out DIR [--self] [--model M]``."""
+    from ..errors import PortraitError
+    from ..studio import Studio
+
+    if args.driving is None:
+        raise PortraitError("--animation needs --driving CLIP")
+    summary = evaluate_animation(Studio.load(args.model), args.animation, args.driving, args.out,
+                                 self_reenactment=args.self_reenactment, seed=args.seed)
+    print((Path(args.out) / "animation.md").read_text())
+    if not math.isfinite(summary["pose_error_deg"]):
+        raise PortraitError("the result's face could not be tracked")
