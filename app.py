@@ -16,6 +16,8 @@ import signal
 import gradio as gr
 
 from portrait.demo import (
+    ANIMATION_EXAMPLE,
+    ANIMATION_OUTPUTS,
     EDIT_METHODS,
     EXAMPLES,
     GENERATE_SOURCES,
@@ -41,13 +43,18 @@ MAX_FILE_SIZE = "25mb"
 INTRO = (
     "One diffusion model generates a portrait's RGB **and depth** together. The same model estimates a "
     "photo's facial depth, and fills in what a photo never showed when its person is moved in 3-D to a new pose "
-    "or expression."
+    "or expression. A driving video's head motion and expressions animate the photo the same way."
 )
 METHOD_INFO = (
     "Move in 3-D: the photo's own pixels are turned and deformed with the head's depth, and the model paints only "
     "what the photo never showed (the far side of a turned face, the inside of an opened mouth); the person stays "
     "themselves. Re-generate: the model redraws the whole face to the new face shape; with a small model it "
     "loses the person's likeness."
+)
+ANIMATION_INFO = (
+    "The driving video: one face seen from the front, starting from a neutral expression (its head motion and "
+    "expressions are taken relative to its first frame); a phone clip or a webcam recording will do. Only its "
+    f"first seconds are animated, at most {SETTINGS['animation_seconds'].maximum:g} s: the rest is cut."
 )
 
 
@@ -71,8 +78,9 @@ def photo_input(label: str, elem_id: str) -> gr.Image:
     return image
 
 
-def event(handler):
-    """``handler`` as a Gradio function: PortraitError -> gr.Error, denoising steps -> the progress bar."""
+def event(handler, unit: str = "denoising"):
+    """``handler`` as a Gradio function: PortraitError -> gr.Error, its ``progress(step, total)`` -> the progress
+    bar, described by ``unit``."""
     signature = inspect.signature(handler)  # kept, so the API shows the handler's parameter names
     with_progress = "progress" in signature.parameters
 
@@ -82,7 +90,7 @@ def event(handler):
             if not with_progress:
                 return handler(*args)
             *inputs, bar = args
-            return handler(*inputs, progress=lambda step, total: bar((step, total), desc="denoising"))
+            return handler(*inputs, progress=lambda step, total: bar((step, total), desc=unit))
         except PortraitError as err:
             raise gr.Error(str(err)) from err
 
@@ -207,6 +215,39 @@ def build_demo(studio, model: str | None = None) -> gr.Blocks:
                 return ui.select(results, selected.index)
 
             g_gallery.select(event(pick), g_results, [g_mesh, g_files], api_visibility="private")
+
+        with gr.Tab("Animation"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    a_image = photo_input("Photo", "animate-photo")
+                    # no mirroring: Gradio would flip webcam recordings with FFmpeg's command line tool
+                    a_video = gr.Video(label="Driving video",
+                                       sources=["upload", "webcam"], webcam_options=gr.WebcamOptions(mirror=False),
+                                       elem_id="animate-driving")
+                    a_seconds = setting("animation_seconds", "Seconds animated",
+                                        info="the clip's first seconds; the rest is cut")
+                    with gr.Row():
+                        a_output = gr.Radio([(label, value) for value, label in ANIMATION_OUTPUTS.items()],
+                                            value="crop", label="Output", elem_id="animate-output")
+                        a_seed = gr.Number(0, label="Seed (painted background)", precision=0)
+                    a_run = gr.Button("Animate", variant="primary")
+                    gr.Markdown(ANIMATION_INFO)
+                    a_info = gr.Markdown(elem_id="animation-info")
+                    gr.Examples([ANIMATION_EXAMPLE], [a_image, a_video], elem_id="animate-examples")
+                with gr.Column(scale=2):
+                    with gr.Row():
+                        a_result = gr.Video(label="Animation", autoplay=True, loop=True, height=360,
+                                            elem_id="animation")
+                        a_depth = gr.Video(label="Depth (bright = near)", autoplay=True, loop=True, height=360,
+                                           elem_id="animation-depth")
+                    a_preview = gr.Video(label="Driver | animation | depth", autoplay=True, loop=True, height=300,
+                                         elem_id="animation-preview")
+                    a_files = gr.File(label="Downloads (animation and depth MP4, per-frame depth .npz, preview MP4, "
+                                      "motion JSON)", file_count="multiple", elem_id="animation-files")
+            a_state = gr.State(time_to_live=3600)
+            a_run.click(event(ui.animate, "frames"), [a_image, a_video, a_output, a_seconds, a_seed, a_state],
+                        [a_result, a_preview, a_depth, a_files, a_info, a_state], api_name="animate",
+                        show_progress_on=[a_result, a_depth], **on_model)
     return demo.queue(default_concurrency_limit=1, max_size=32)
 
 

@@ -8,6 +8,8 @@ two variants interleaved, best of ``--repeats``), because absolute times on a sh
   for all steps vs recomputed every step, (b) the joint RGB + depth denoiser vs an RGB-only denoiser of
   the same size. ``--preset sd15`` times an SD-1.5-shaped model (random weights, 512x512, fp16) on a GPU.
 - ``mesh``: a 512x512 depth map to a GLB (the 3D viewer's path).
+- ``animate``: an animation of the example photo by the example clip at the app's settings: output frames per
+  second, the set-up, and the memory after the first and the last frame.
 - ``app``: the app's two interactive paths with the studio and the app's handlers, in-process: photo upload
   to depth + mesh shown, and slider release to the new image; and the peak memory.
 """
@@ -214,7 +216,68 @@ def bench_app(args) -> dict:
     }
 
 
-SECTIONS = {"core": bench_core, "mesh": bench_mesh, "app": bench_app}
+def _rss_mb() -> float:
+    """The process's resident memory now (Linux), in MB."""
+    import os
+
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def bench_animate(args) -> dict:
+    """An animation at the app's settings: the example photo driven by the example clip (``examples/driving.mp4``,
+    looped to ``--seconds``), from the upload on (face found, head lifted into 3-D, the driver tracked, the
+    background painted, every frame rendered and encoded). Output frames per second after the set-up, and the
+    resident memory after the first frame and after the last (frames stream: it must not grow with the clip)."""
+    import tempfile
+    from pathlib import Path
+
+    from .demo import EXAMPLES, load_studio, warm_up
+    from .video import VideoWriter, frames, probe
+
+    studio = load_studio(args.model)
+    warm_up(studio)
+    clip = Path(EXAMPLES[0]).parent / "driving.mp4"
+    photo_path = EXAMPLES[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        info = probe(clip)
+        if args.seconds > info.duration + 1e-6:  # the clip looped, there and back, to the length asked
+            driving = Path(tmp) / "long.mp4"
+            loop = list(frames(clip))
+            loop += loop[::-1]
+            with VideoWriter(driving, info.fps) as video:
+                for i in range(int(round(args.seconds * info.fps))):
+                    video.write(loop[i % len(loop)])
+        else:
+            driving = clip
+        marks = {}
+
+        def progress(frame: int, total: int) -> None:
+            if frame == 1:
+                marks["first"], marks["rss_first"] = time.perf_counter(), _rss_mb()
+            marks["last"], marks["rss_last"], marks["frames"] = time.perf_counter(), _rss_mb(), total
+
+        start = time.perf_counter()
+        photo = studio.prepare(photo_path)
+        anim = studio.animate(photo, driving, Path(tmp) / "out", max_seconds=args.seconds + 1, progress=progress)
+        total = time.perf_counter() - start
+    rendered = max(anim.frames - 1, 1)
+    return {
+        "model": args.model or "embedded default",
+        "hardware": hardware(),
+        "photo": photo_path.rsplit("/", 1)[-1],
+        "driving": f"{anim.frames} frames at {anim.fps:g} fps",
+        "output_crop_px": int(photo.layers[id(studio.pipe)].size),
+        "total_s": round(total, 2),
+        "setup_s": round(marks["first"] - start, 2),
+        "frames_per_s_after_setup": round(rendered / (marks["last"] - marks["first"]), 2),
+        "rss_after_first_frame_mb": round(marks["rss_first"], 1),
+        "rss_after_last_frame_mb": round(marks["rss_last"], 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+    }
+
+
+SECTIONS = {"core": bench_core, "mesh": bench_mesh, "app": bench_app, "animate": bench_animate}
 
 
 def main(argv=None) -> None:
@@ -227,6 +290,7 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--guidance", type=float, default=2.0, help="guidance of the timed generation")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=5.0, help="animate: the driving clip's length (looped)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of lines")
     args = parser.parse_args(argv)
 

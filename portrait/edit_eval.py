@@ -39,6 +39,8 @@ DEFAULT_SETTINGS: dict[str, FaceControls] = {
     "zero controls": FaceControls(),
     "yaw +20": FaceControls(yaw=20.0),
     "yaw -20": FaceControls(yaw=-20.0),
+    "pitch +10": FaceControls(pitch=10.0),
+    "pitch -10": FaceControls(pitch=-10.0),
     "smile 0.8": FaceControls(smile=0.8),
     "eye close 1.0": FaceControls(eye_close=1.0),
     "jaw open 0.6": FaceControls(jaw_open=0.6),
@@ -76,6 +78,9 @@ BARS = {
         lambda r: all(_near(r[s]["yaw"], target, 4.0) and _le(r[s]["identity"], 0.45)
                       and _ge(r[s]["psnr_outside_head"], 45.0)
                       for s, target in (("yaw +20", 20.0), ("yaw -20", -20.0)))),
+    "pitch +-10: re-measured 10 +- 3 deg in opposite directions": (
+        ("pitch +10", "pitch -10"),
+        lambda r: all(_near(r[s]["pitch"], target, 3.0) for s, target in (("pitch +10", 10.0), ("pitch -10", -10.0)))),
     "smile 0.8 widens the mouth >= 8 %": (("smile 0.8",), lambda r: _ge(r["smile 0.8"]["mouth_width_pct"], 8.0)),
     "eye close 1.0 at least halves the eye opening": (
         ("eye close 1.0",), lambda r: _le(r["eye close 1.0"]["eye_opening_ratio"], 0.5)),

@@ -71,18 +71,23 @@ def test_main_without_a_model_says_what_is_missing(monkeypatch, tmp_path):
         app.main(["--model", str(tmp_path / "missing")])
 
 
-def test_build_demo_names_the_three_endpoints(pixel_pipe, tmp_path, monkeypatch):
+def test_build_demo_names_the_endpoints(pixel_pipe, tmp_path, monkeypatch):
     monkeypatch.setenv("GRADIO_EXAMPLES_CACHE", str(tmp_path))
     import app
     from portrait.studio import Studio
 
     blocks = app.build_demo(Studio(pixel_pipe))
     public = {fn.api_name: fn for fn in blocks.fns.values() if fn.api_visibility == "public"}
-    assert {"estimate_depth", "edit", "generate"} <= set(public)
+    assert {"estimate_depth", "edit", "generate", "animate"} <= set(public)
     # the method and source choices come right before the session state, after the older parameters
     method, source = public["edit"].inputs[-2], public["generate"].inputs[-2]
     assert [v for _, v in method.choices] == ["warp", "regenerate"] and method.value == "warp"
     assert [v for _, v in source.choices] == ["photo", "model"] and source.value == "photo"
+    # the driving video: uploaded or recorded, never mirrored (Gradio would need FFmpeg's command line tool)
+    video = public["animate"].inputs[1]
+    assert video.sources == ["upload", "webcam"] and not video.webcam_options.mirror and video.include_audio
+    assert video.format is None
+    assert {fn.concurrency_id for fn in public.values()} == {"model"}  # one diffusion job at a time, all tabs
     assert not (ROOT / "app.pyi").exists()  # no component subclass: Gradio would write a stub next to app.py
 
 
@@ -129,6 +134,7 @@ def test_api_names_and_parameters(client):
     assert params["/edit"] == ["image", "yaw", "pitch", "roll", "smile", "jaw_open", "brow_raise", "eye_close",
                                "strength", "steps", "guidance", "seed", "method"]
     assert params["/generate"] == ["image", "num_images", "steps", "guidance", "seed", "source"]
+    assert params["/animate"] == ["image", "video", "output", "max_seconds", "seed"]
 
 
 @pytest.mark.slow
@@ -177,6 +183,33 @@ def test_generate_from_the_photo(client, source):
     captions = [item["caption"] for item in gallery]
     assert captions[0].startswith("portrait 1: ") and captions[1::2] == ["depth 1", "depth 2"]
     assert "moved in 3-D" in info and "composite.png" in {Path(f).name for f in files}
+
+
+@pytest.mark.slow
+def test_animate_then_bad_videos_then_animate_again(client, tmp_path):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    from portrait.video import probe
+    from tests.test_demo import bad_videos, driving_clip
+
+    def animate(video, **kwargs):
+        return client.predict(handle_file(ASTRONAUT), handle_file(video), **kwargs, api_name="/animate")
+
+    clip = driving_clip(tmp_path / "clip.mp4")
+    video, preview, depth, files, info = animate(clip, output="crop")
+    for path in (video, preview, depth):
+        assert (probe(path).frames, probe(path).fps) == (6, 25.0), path
+    assert [Path(f).name for f in files] == ["animation.mp4", "depth.mp4", "depth.npz", "preview.mp4", "motion.json"]
+    assert "6 frames at 25 fps" in info
+    for name, (path, _, message) in bad_videos(tmp_path).items():
+        with pytest.raises(AppError, match=message) as caught:
+            animate(path)
+        assert "/tmp" not in str(caught.value) and "Traceback" not in str(caught.value), name
+    with pytest.raises(AppError, match="Upload a driving video"):
+        client.predict(handle_file(ASTRONAUT), None, api_name="/animate")
+    video, *_, info = animate(clip, output="photo", max_seconds=1)  # the next good request still succeeds
+    assert probe(video).frames == 6 and probe(video).size == PIL.Image.open(ASTRONAUT).size
 
 
 # --- bad input, then a good request -----------------------------------------------------------------------

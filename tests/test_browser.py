@@ -2,7 +2,8 @@
 
 Opens the page, uploads the astronaut example, waits until the 3D viewer shows the depth mesh, moves the
 yaw slider and then the smile slider in the editing tab and waits for each new image, generates portraits
-(the photo moved to new poses) and picks one for 3D.
+(the photo moved to new poses) and picks one for 3D; in a second page, animates the photo with a short driving
+clip and checks that the browser plays the result.
 Screenshots go to the test's tmp folder and are copied to /tmp/app_screens/.
 """
 
@@ -149,3 +150,35 @@ def test_depth_then_edit_then_generate(page, tmp_path):
     page.wait_for_timeout(600)  # the message slides in
     page.screenshot(path=str(tmp_path / "04_bad_file.png"))  # the viewport, with the message on top
     shutil.copy(tmp_path / "04_bad_file.png", SCREENS / "04_bad_file.png")
+
+
+def test_animation(page, tmp_path):
+    from portrait.video import probe
+    from tests.test_demo import driving_clip
+
+    clip = driving_clip(tmp_path / "driving.mp4", frames=10, every=3)  # 10 frames of a turn (~0.5 s a frame)
+    page.get_by_role("tab", name="Animation").click()
+    page.locator("#animate-examples").wait_for()  # the example row: the astronaut and the example clip
+    page.locator("#animate-photo input[type=file]").set_input_files(ASTRONAUT)
+    page.locator("#animate-driving input[type=file]").set_input_files(clip)
+    page.locator("#animate-driving video").wait_for()
+    page.get_by_role("button", name="Animate", exact=True).click()
+    page.get_by_text("10 frames at 25 fps").wait_for(timeout=3 * TIMEOUT_MS)
+    video = page.locator("#animation video")
+    video.wait_for()
+    # the browser decodes it and plays it (autoplay, looped)
+    page.wait_for_function("v => v.readyState >= 2 && v.duration > 0", arg=video.element_handle())
+    state = video.evaluate("v => ({duration: v.duration, loop: v.loop, error: v.error, src: v.currentSrc})")
+    start = video.evaluate("v => v.currentTime")
+    page.wait_for_function("([v, t]) => !v.paused && v.currentTime !== t", arg=[video.element_handle(), start])
+    assert state["error"] is None and state["loop"]
+    assert abs(state["duration"] * 25 - 10) < 1.5  # 10 frames at 25 fps
+    served = tmp_path / "served.mp4"  # the very file the page got
+    served.write_bytes(page.request.get(state["src"]).body())
+    assert (probe(served).frames, probe(served).fps) == (10, 25.0)
+    for selector in ("#animation-depth", "#animation-preview"):
+        page.wait_for_function("v => v.readyState >= 2 && v.duration > 0",
+                               arg=page.locator(f"{selector} video").element_handle())
+    assert len(links(page, "#animation-files")) == 5
+    page.wait_for_timeout(500)  # a frame into the loop
+    screenshot(page, tmp_path, "animation.png")

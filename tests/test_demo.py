@@ -1,6 +1,7 @@
 """The app's handlers (portrait/demo.py) on a tiny model, without a browser or a server."""
 
 import inspect
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,11 +12,13 @@ import pytest
 
 from portrait import demo
 from portrait.demo import OutputStore, PhotoState, StudioDemo
-from portrait.errors import ImageSizeError, InvalidImageError, NoFaceError, PortraitError
+from portrait.errors import ImageSizeError, InvalidImageError, InvalidVideoError, NoFaceError, PortraitError
 from portrait.face.controls import CONTROL_SPECS
+from portrait.video import VideoWriter, probe
 
 ROOT = Path(__file__).resolve().parent.parent
 ASTRONAUT = str(ROOT / "examples" / "astronaut.png")
+DRIVING = str(ROOT / "examples" / "driving.mp4")
 
 
 # --- fixtures ---------------------------------------------------------------------------------------------
@@ -54,7 +57,32 @@ def bad_inputs(folder: Path) -> dict[str, tuple[str, type]]:
             "oversized": (str(huge), ImageSizeError)}
 
 
-# --- the three jobs ---------------------------------------------------------------------------------------
+def driving_clip(path: Path, frames: int = 6, every: int = 4, fps: float = 25.0) -> str:
+    """A short driving video of a real face: every ``every``-th frame of the example clip (a turn), at ``fps``."""
+    from portrait.video import frames as read
+
+    with VideoWriter(path, fps) as video:
+        for rgb in list(read(DRIVING, frames * every))[::every]:
+            video.write(rgb)
+    return str(path)
+
+
+def bad_videos(folder: Path) -> dict[str, tuple[str, type, str]]:
+    """Files a user might send as a driving video by mistake, with the error and message each must raise."""
+    text = folder / "notes.txt"
+    text.write_text("this is a text file")
+    still = folder / "photo.mp4"
+    shutil.copy(ASTRONAUT, still)  # a PNG renamed
+    blank = folder / "blank.mp4"
+    with VideoWriter(blank, 25.0) as video:
+        for _ in range(6):
+            video.write(np.full((96, 96, 3), (90, 140, 200), np.uint8))
+    return {"text": (str(text), InvalidVideoError, "notes.txt is not a video"),
+            "still": (str(still), InvalidVideoError, "photo.mp4 has a single frame"),
+            "no face": (str(blank), NoFaceError, "no face was found in the driving video")}
+
+
+# --- the four jobs ----------------------------------------------------------------------------------------
 
 
 def test_estimate_depth_returns_images_mesh_and_downloads(ui, prepared):
@@ -127,6 +155,9 @@ def test_choices_are_the_studios():
     assert tuple(demo.EDIT_METHODS) == EDIT_METHODS
     assert list(inspect.signature(StudioDemo.edit).parameters)[-3:] == ["method", "state", "progress"]
     assert list(inspect.signature(StudioDemo.generate).parameters)[-3:] == ["source", "state", "progress"]
+    from portrait.animation import OUTPUTS
+
+    assert tuple(demo.ANIMATION_OUTPUTS) == OUTPUTS
 
 
 def test_random_controls_stay_in_range_and_follow_the_seed():
@@ -181,6 +212,45 @@ def test_generate_from_the_photo_moves_it_to_new_poses(ui, prepared):
     assert all(Path(r.mesh).is_file() for r in view.results)
 
 
+def test_animate_moves_the_photo_by_the_driving_video(ui, prepared, tmp_path):
+    clip = driving_clip(tmp_path / "clip.mp4")
+    steps = []
+    view = ui.animate(ASTRONAUT, clip, seed=1, state=prepared, progress=lambda k, n: steps.append((k, n)))
+    source = probe(clip)
+    for path in (view.video, view.preview, view.depth):
+        info = probe(path)  # H.264 that the page plays, frame for frame with the driver
+        assert (info.frames, info.fps) == (source.frames, source.fps), path
+    assert probe(view.preview).size == (3 * probe(view.video).size[0], probe(view.video).size[1])
+    names = [Path(f).name for f in view.files]
+    assert names == ["animation.mp4", "depth.mp4", "depth.npz", "preview.mp4", "motion.json"]
+    assert all(Path(f).stat().st_size > 0 for f in view.files)
+    assert steps == [(k, source.frames) for k in range(1, source.frames + 1)]
+    assert view.state is prepared and "6 frames at 25 fps (0.2 s)" in view.info and "moved in 3-D" in view.info
+    from portrait.video import frames as read
+
+    first, *_, last = read(view.video)
+    assert np.abs(first.astype(float) - last).mean() > 1.0  # the driver turns: so does the photo
+
+
+def test_animate_bad_input_then_a_good_request(ui, prepared, tmp_path):
+    clip = driving_clip(tmp_path / "slow.mp4", fps=5.0)  # 1.2 s
+    for message, image, video in [("Upload a photo first", None, clip),
+                                  ("Upload a driving video first", ASTRONAUT, None),
+                                  ("Upload a photo and a driving video", None, "")]:
+        with pytest.raises(PortraitError, match=message):
+            ui.animate(image, video, state=prepared)
+    for name, (path, error, message) in bad_videos(tmp_path).items():
+        with pytest.raises(error, match=message) as caught:
+            ui.animate(ASTRONAUT, path, state=prepared)
+        assert str(tmp_path) not in str(caught.value), name  # names the file, not the server's folder
+    # the session's photo still serves; the whole photo, the clip cut at one second
+    view = ui.animate(ASTRONAUT, clip, output="photo", max_seconds=1, state=prepared)
+    info = probe(view.video)
+    assert view.state is prepared and (info.frames, info.fps) == (5, 5.0)
+    assert info.size == PIL.Image.open(ASTRONAUT).size
+    assert "5 frames at 5 fps (1.0 s)" in view.info and "first 1 s were animated" in view.info
+
+
 # --- bad input --------------------------------------------------------------------------------------------
 
 
@@ -204,6 +274,8 @@ def test_bad_files_raise_clear_errors(ui, tmp_path):
         (lambda ui, s: ui.generate(ASTRONAUT, source="dream", state=s), "source 'dream'.*photo, model"),
         (lambda ui, s: ui.generate(ASTRONAUT, num_images=9, state=s), "number of portraits"),
         (lambda ui, s: ui.generate(ASTRONAUT, seed=-1, state=s), "seed"),
+        (lambda ui, s: ui.animate(ASTRONAUT, DRIVING, output="gif", state=s), "output 'gif'.*crop, photo"),
+        (lambda ui, s: ui.animate(ASTRONAUT, DRIVING, max_seconds=30, state=s), "longest clip .* 1 and 20"),
     ],
 )
 def test_settings_out_of_range_are_refused(ui, prepared, call, message):

@@ -27,7 +27,7 @@ import numpy as np
 import PIL.Image
 
 from ..errors import PortraitError
-from .driving import NAMES, SMOOTHING, DrivingMotion, OneEuro, motion_from_landmarks, one_euro, track
+from .driving import NAMES, SMOOTHING, DrivingMotion, OneEuro, motion_from_landmarks, one_euro, smooth, track
 
 OUTPUTS = ("crop", "photo")  # the face crop (the output crop of the editing engine) or the whole photo
 PHOTO_MAX_SIDE = 1280  # "photo" videos are at most this large (even sides)
@@ -173,4 +173,4 @@ def animate(
 
 
 __all__ = ["OUTPUTS", "SMOOTHING", "Animation", "DrivingMotion", "OneEuro", "animate", "motion_from_landmarks",
-           "one_euro", "track"]
+           "one_euro", "smooth", "track"]

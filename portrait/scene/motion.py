@@ -23,8 +23,10 @@ from .layer import EYES, MOUTH, HeadLayer
 
 # mediapipe's own face geometry turned by 20 degrees re-measures at 12-15 (its relative z is flatter than its
 # x and y: `python -m portrait eval --edits` on the two examples with this set to 1), so the head turns as if
-# this much deeper. Chosen on the example photos with the same command (README, "Editing real photos").
-DEFAULT_RELIEF = 1.6
+# deeper along its own front-to-back axis: for turns (yaw) this much, for nods (pitch) this much. Chosen on the
+# example photos with the same command (README, "Editing real photos"); one relief of 1.6 for both re-measured
+# pitch +-10 at 12-17 degrees.
+DEFAULT_RELIEF = (1.6, 1.2)
 RBF_GRID = 128  # the expression field is evaluated on this grid over the crop, then interpolated
 JAW_FADE_SIDE = 0.8  # eye distances past the mouth corners over which the jaw's rotation fades out
 JAW_FADE_NECK = 0.5  # eye distances below the jaw line over which it fades out
@@ -32,7 +34,7 @@ JAW_LIP = 0.4  # eye distances below the lips from which the jaw's turn is whole
 EYE_RECESS = 0.05  # closing eyes: the eye openings sink this many eye distances, so the lids pass in front
 
 
-def move(layer: HeadLayer, controls: FaceControls, relief: float = DEFAULT_RELIEF) -> np.ndarray:
+def move(layer: HeadLayer, controls: FaceControls, relief: float | tuple[float, float] = DEFAULT_RELIEF) -> np.ndarray:
     """``[V, 3]`` vertices of ``layer.mesh`` moved by ``controls`` (clipped to their ranges); unmoved for zero."""
     controls = controls.clipped()
     vertices = np.asarray(layer.mesh.vertices, dtype=np.float64).copy()
@@ -61,9 +63,16 @@ def move(layer: HeadLayer, controls: FaceControls, relief: float = DEFAULT_RELIE
     # 3. Pose: about the head's centre, fading out down the neck; each vertex moves as its deepened twin would
     if controls.yaw or controls.pitch or controls.roll:
         axis, angle = _axis_angle(pose_rotation(frame, controls))
+        angle = angle * _neck_weight(layer)
         depth_axis = frame.axes[2]
-        deep = vertices + (relief - 1) * ((vertices - frame.origin) @ depth_axis)[:, None] * depth_axis
-        vertices = vertices + _rotate(deep, axis, angle * _neck_weight(layer), frame.origin) - deep
+        turned = _rotate(vertices, axis, angle, frame.origin) - vertices
+        # what one more unit of relief adds to each vertex's motion; split along the head's sideways, up-down and
+        # front-to-back axes, each taken as many times as that axis's relief says
+        deeper = vertices + ((vertices - frame.origin) @ depth_axis)[:, None] * depth_axis
+        extra = (_rotate(deeper, axis, angle, frame.origin) - deeper - turned) @ frame.axes.T  # head axes
+        sideways, upright = relief if isinstance(relief, tuple) else (relief, relief)
+        gain = np.array([sideways - 1, upright - 1, (sideways + upright) / 2 - 1])
+        vertices = vertices + turned + (extra * gain) @ frame.axes
     return vertices
 
 
