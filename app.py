@@ -31,15 +31,20 @@ from portrait.demo import (
 from portrait.errors import PortraitError
 from portrait.face.controls import CONTROL_SPECS
 
-try:  # on Hugging Face Spaces (ZeroGPU) each job runs on a GPU lent for the call
-    from spaces import GPU as gpu
+try:  # on Hugging Face Spaces (ZeroGPU) each job runs on a GPU lent for the call, for at most `seconds`
+    from spaces import GPU
+
+    def gpu(fn, seconds: int = 60):
+        return GPU(duration=seconds)(fn)
 except ImportError:
 
-    def gpu(fn):
+    def gpu(fn, seconds: int = 60):
         return fn
 
 
 MAX_FILE_SIZE = "25mb"
+# an animation renders its frames on the CPU (about 0.5 s each here); the GPU paints its background once
+ANIMATION_GPU_SECONDS = 300
 INTRO = (
     "One diffusion model generates a portrait's RGB **and depth** together. The same model estimates a "
     "photo's facial depth, and fills in what a photo never showed when its person is moved in 3-D to a new pose "
@@ -78,9 +83,9 @@ def photo_input(label: str, elem_id: str) -> gr.Image:
     return image
 
 
-def event(handler, unit: str = "denoising"):
+def event(handler, unit: str = "denoising", gpu_seconds: int = 60):
     """``handler`` as a Gradio function: PortraitError -> gr.Error, its ``progress(step, total)`` -> the progress
-    bar, described by ``unit``."""
+    bar, described by ``unit``; on ZeroGPU a GPU for ``gpu_seconds`` at most."""
     signature = inspect.signature(handler)  # kept, so the API shows the handler's parameter names
     with_progress = "progress" in signature.parameters
 
@@ -96,7 +101,7 @@ def event(handler, unit: str = "denoising"):
 
     params = [p.replace(default=gr.Progress()) if p.name == "progress" else p for p in signature.parameters.values()]
     run.__signature__ = signature.replace(parameters=params)
-    return gpu(run) if with_progress else run
+    return gpu(run, gpu_seconds) if with_progress else run
 
 
 def setting(name: str, label: str, **kwargs) -> gr.Slider:
@@ -245,7 +250,7 @@ def build_demo(studio, model: str | None = None) -> gr.Blocks:
                     a_files = gr.File(label="Downloads (animation and depth MP4, per-frame depth .npz, preview MP4, "
                                       "motion JSON)", file_count="multiple", elem_id="animation-files")
             a_state = gr.State(time_to_live=3600)
-            a_run.click(event(ui.animate, "frames"), [a_image, a_video, a_output, a_seconds, a_seed, a_state],
+            a_run.click(event(ui.animate, "frames", gpu_seconds=ANIMATION_GPU_SECONDS), [a_image, a_video, a_output, a_seconds, a_seed, a_state],
                         [a_result, a_preview, a_depth, a_files, a_info, a_state], api_name="animate",
                         show_progress_on=[a_result, a_depth], **on_model)
     return demo.queue(default_concurrency_limit=1, max_size=32)

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 import PIL.Image
 
-from .errors import InvalidVideoError, PortraitError
+from .errors import PortraitError
 from .face.controls import CONTROL_SPECS, FaceControls
 
 if TYPE_CHECKING:  # the studio pulls in torch; importing this module must stay light
@@ -391,12 +391,8 @@ class StudioDemo:
         if missing:
             raise PortraitError(f"Upload {' and '.join(missing)} first (or pick the example).")
         state = self.photo(image, state)
-        from .video import probe
-
         video, name = str(video), Path(video).name
         try:
-            if probe(video).frames < 2:  # a still image (FFmpeg reads a PNG as a one-frame video)
-                raise InvalidVideoError(f"{name} has a single frame: the animation needs a video of a moving face")
             animation = self.studio.animate(state.photo, video, self.store.new_folder("animate"), output=output,
                                             max_seconds=max_seconds, seed=seed, progress=progress)
         except PortraitError as err:  # name the user's file, not the server's copy of it

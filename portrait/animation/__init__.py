@@ -107,6 +107,10 @@ def animate(
     if photo.face is None:
         raise PortraitError("animation moves the face found in the photo: prepare the photo with align=True")
     info = vid.probe(driving)
+    if info.frames < 2:  # FFmpeg reads a still image as a one-frame video
+        from ..errors import InvalidVideoError
+
+        raise InvalidVideoError(f"{Path(driving).name} has a single frame: the animation needs a video of a moving face")
     limit = max(1, int(round(max_seconds * info.fps)))
     notes = []
     if info.frames > limit:
