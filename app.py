@@ -8,6 +8,7 @@ The same settings come from ``PORTRAIT_MODEL``, ``GRADIO_SERVER_NAME`` and ``GRA
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import inspect
 import os
@@ -26,6 +27,7 @@ from portrait.demo import (
     StudioDemo,
     describe_model,
     load_studio,
+    model_fingerprint,
     warm_up,
 )
 from portrait.errors import PortraitError
@@ -109,6 +111,18 @@ def setting(name: str, label: str, **kwargs) -> gr.Slider:
     return gr.Slider(s.minimum, s.maximum, s.default, step=s.step, label=label, **kwargs)
 
 
+@contextlib.contextmanager
+def examples_cache(key: str):
+    """Gradio's example cache (``GRADIO_EXAMPLES_CACHE``, read as examples are made) in a folder of its own per
+    ``key``, so an app serving another model never shows this one's cached results."""
+    base = os.environ.get("GRADIO_EXAMPLES_CACHE", os.path.join(".gradio", "cached_examples"))
+    os.environ["GRADIO_EXAMPLES_CACHE"] = os.path.join(base, key)
+    try:
+        yield
+    finally:
+        os.environ["GRADIO_EXAMPLES_CACHE"] = base
+
+
 def build_demo(studio, model: str | None = None) -> gr.Blocks:
     """The page for one loaded studio (``model``: what was loaded, for the header; None = the default)."""
     ui = StudioDemo(studio)
@@ -147,7 +161,7 @@ def build_demo(studio, model: str | None = None) -> gr.Blocks:
             def depth_example(image, progress=None):  # cached results keep no session state
                 return ui.estimate_depth(image, progress=progress)[:-1]
 
-            with d_examples:  # under the inputs, created once the outputs exist
+            with d_examples, examples_cache(model_fingerprint(studio)):  # under the inputs, once the outputs exist
                 gr.Examples(EXAMPLES, d_image, d_outputs, event(depth_example), cache_examples=True,
                             cache_mode="lazy", elem_id="depth-examples")
 
@@ -250,7 +264,8 @@ def build_demo(studio, model: str | None = None) -> gr.Blocks:
                     a_files = gr.File(label="Downloads (animation and depth MP4, per-frame depth .npz, preview MP4, "
                                       "motion JSON)", file_count="multiple", elem_id="animation-files")
             a_state = gr.State(time_to_live=3600)
-            a_run.click(event(ui.animate, "frames", gpu_seconds=ANIMATION_GPU_SECONDS), [a_image, a_video, a_output, a_seconds, a_seed, a_state],
+            a_run.click(event(ui.animate, "frames", gpu_seconds=ANIMATION_GPU_SECONDS),
+                        [a_image, a_video, a_output, a_seconds, a_seed, a_state],
                         [a_result, a_preview, a_depth, a_files, a_info, a_state], api_name="animate",
                         show_progress_on=[a_result, a_depth], **on_model)
     return demo.queue(default_concurrency_limit=1, max_size=32)

@@ -485,6 +485,22 @@ def warm_up(studio: Studio) -> None:
         studio.generate(photo, num_images=1, steps=1)
 
 
+def model_fingerprint(studio: Studio) -> str:
+    """12 hex digits that change with any weight of the studio's model (a hash of every component's tensors):
+    what the app's example cache is keyed by."""
+    import hashlib
+
+    import torch
+
+    digest = hashlib.sha1()
+    for name in sorted(studio.pipe.components):
+        module = studio.pipe.components[name]
+        for key, tensor in sorted(getattr(module, "state_dict", dict)().items()):
+            digest.update(f"{name}.{key}".encode())
+            digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:12]
+
+
 def describe_model(studio: Studio, model: str | None = None) -> str:
     """Markdown: what the loaded model is, and how to load another."""
     params = sum(p.numel() for p in studio.pipe.unet.parameters()) / 1e6

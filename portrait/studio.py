@@ -7,6 +7,8 @@ once per upload (landmarks, crop, face mesh) and reused by every job and every s
 
 from __future__ import annotations
 
+import functools
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -131,11 +133,27 @@ def _generator(seed: int):
     return torch.Generator().manual_seed(int(seed))
 
 
+def _one_at_a_time(method):
+    """A studio job that holds the studio's lock while it runs (see :class:`Studio`)."""
+
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        with self.lock:
+            return method(self, *args, **kwargs)
+
+    return run
+
+
 class Studio:
-    """The model plus everything around it. One instance serves every user (it keeps no per-user state)."""
+    """The model plus everything around it. One instance serves every user (it keeps no per-user state).
+
+    Its jobs run one at a time (``lock``, re-entrant: a job may call another): the app queues its jobs in one
+    concurrency group, and what runs outside that queue (Gradio's cached examples) waits here for a user's job.
+    """
 
     def __init__(self, pipe: PortraitPipeline):
         self.pipe = pipe
+        self.lock = threading.RLock()
 
     @classmethod
     def load(cls, model: str | None = None, device: str = "cpu") -> Studio:
@@ -174,6 +192,7 @@ class Studio:
         mesh = apply_controls(photo.mesh, controls) if controls is not None else photo.mesh
         return render_depth(mesh, self.resolution).depth
 
+    @_one_at_a_time
     def reference_features(self, photo: Photo) -> ReferenceFeatures:
         """The reference network's output for the photo's crop: computed once per photo and model, then reused."""
         key = id(self.pipe)
@@ -183,6 +202,7 @@ class Studio:
 
     # --- the three jobs -------------------------------------------------------------------------------------
 
+    @_one_at_a_time
     def estimate_depth(
         self, photo: Photo, ensemble_size: int = 4, steps: int = 20, seed: int = 0,
         prior_strength: float | None = DEFAULT_PRIOR_STRENGTH, prior_weight: float = DEFAULT_PRIOR_WEIGHT, callback=None,
@@ -203,6 +223,7 @@ class Studio:
             composite=photo.paste_back(_depth_image(depth), mask),
         )
 
+    @_one_at_a_time
     def head_layer(self, photo: Photo) -> HeadLayer:
         """The photo's head and neck lifted into 3-D by this model's depth: built once per photo and model."""
         key = id(self.pipe)
@@ -213,6 +234,7 @@ class Studio:
             photo.layers[key] = build_head_layer(photo.image, photo.face, depth.depth)
         return photo.layers[key]
 
+    @_one_at_a_time
     def edit(
         self, photo: Photo, controls: FaceControls | None = None, target_depth: np.ndarray | None = None,
         method: str = "warp", strength: float = 0.8, steps: int | None = None, guidance: float = 2.0, seed: int = 0,
@@ -245,6 +267,7 @@ class Studio:
             extras={name: PIL.Image.fromarray(m.astype(np.uint8) * 255) for name, m in masks.items()},
         )
 
+    @_one_at_a_time
     def fill_holes(self, photo: Photo, view: View, steps: int = FILL_STEPS, guidance: float = 2.0, seed: int = 0,
                    callback=None, plate: np.ndarray | None = None) -> np.ndarray:
         """``view.image`` with its holes painted by the joint model (RGB known outside them, depth known
@@ -279,6 +302,7 @@ class Studio:
         # an opened mouth keeps its shaded pre-fill: the model never saw one (see MOUTH_SHADE)
         return composite(start, painted, view.holes & ~view.mouth, feather_px=size / 128, ring_px=size / 64)
 
+    @_one_at_a_time
     def background_plate(self, photo: Photo, poses: list[FaceControls], steps: int = FILL_STEPS,
                          guidance: float = 2.0, seed: int = 0, callback=None) -> np.ndarray:
         """``[S, S, 3]`` uint8: the output crop with the background that the head uncovers in any of ``poses``
@@ -328,6 +352,7 @@ class Studio:
             composite=photo.paste_back(image, dilate(changed, max(1, self.resolution // 16))),
         )
 
+    @_one_at_a_time
     def animate(self, photo: Photo, driving: str | Path, out_dir: str | Path, **kwargs):
         """The photo's person moved by a driving video: an RGB video, a depth video and per-frame depth arrays in
         ``out_dir`` (:func:`portrait.animation.animate`, which takes the ``kwargs``); returns an
@@ -336,6 +361,7 @@ class Studio:
 
         return animate(self, photo, driving, out_dir, **kwargs)
 
+    @_one_at_a_time
     def generate(
         self, photo: Photo, num_images: int = 1, steps: int = 20, guidance: float = 2.0, seed: int = 0, callback=None,
     ) -> list[PortraitResult]:

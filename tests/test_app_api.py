@@ -241,3 +241,41 @@ def test_files_over_the_size_limit_are_refused(client, tmp_path):
         call(client, "/estimate_depth", str(big))
     assert call(client, "/estimate_depth", ASTRONAUT)
 
+
+
+def test_the_example_cache_is_keyed_by_the_model(pixel_pipe, tmp_path, monkeypatch):
+    """An app serving another model never shows this one's cached example results."""
+    import gradio as gr
+
+    import app
+    from portrait.demo import model_fingerprint
+    from portrait.studio import Studio
+    from tests.conftest import tiny_pipeline
+
+    ours, other = model_fingerprint(Studio(pixel_pipe)), model_fingerprint(Studio(tiny_pipeline(seed=1)))
+    assert ours == model_fingerprint(Studio(pixel_pipe)) and ours != other
+    monkeypatch.setenv("GRADIO_EXAMPLES_CACHE", str(tmp_path))
+    with gr.Blocks():
+        image, text = gr.Image(), gr.Textbox()
+        with app.examples_cache(ours):
+            examples = gr.Examples([app.EXAMPLES[0]], image, text, lambda x: "", cache_examples=True,
+                                   cache_mode="lazy")
+    assert examples.cached_folder.parent == tmp_path / ours
+    assert Path(app.os.environ["GRADIO_EXAMPLES_CACHE"]) == tmp_path  # restored
+
+
+def test_a_job_outside_the_queue_waits_for_the_running_one(pixel_pipe):
+    """Gradio runs cached examples outside its queue: the studio's lock makes them wait for a user's job."""
+    import threading
+
+    from portrait.studio import Studio
+
+    studio = Studio(pixel_pipe)
+    photo = studio.prepare(ASTRONAUT, align=False)
+    done = threading.Event()
+    with studio.lock:  # a user's job is running
+        worker = threading.Thread(target=lambda: (studio.estimate_depth(photo, ensemble_size=1, steps=1), done.set()))
+        worker.start()
+        assert not done.wait(1.0)
+    worker.join(60)
+    assert done.is_set()

@@ -236,3 +236,38 @@ def test_a_partial_prior_is_completed_by_one_sample_first():
                         mask=np.isfinite(prior), generator=seeded())
     assert calls.count == 2  # the prior covers the whole mask: nothing to complete
     assert out.depth.shape == (1, 32, 32)
+
+
+def test_jobs_running_at_once_in_two_threads_give_what_they_give_one_after_another(pixel_pipe):
+    """The pipeline is shared by every user of the app: a job's scheduler state is its own, so two jobs with
+    different step counts on two threads give exactly their results run alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ref = random_image(seed=5)
+
+    def job(steps: int):
+        out = pixel_pipe.generate(ref, num_inference_steps=steps, guidance_scale=2.0,
+                                  generator=torch.Generator().manual_seed(steps))
+        return np.asarray(out.images[0]), out.depth[0]
+
+    jobs = [3, 7, 3, 7, 5, 2]
+    alone = [job(steps) for steps in jobs]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        together = list(pool.map(job, jobs))
+    for (image_a, depth_a), (image_b, depth_b) in zip(alone, together):
+        assert np.array_equal(image_a, image_b)
+        assert np.array_equal(depth_a, depth_b, equal_nan=True)
+
+
+def test_the_joint_model_view_is_built_once_and_follows_a_replaced_component(pixel_pipe):
+    from portrait.pipelines import load_pipeline  # noqa: F401  (the pipeline class's module is loaded)
+
+    assert pixel_pipe.model is pixel_pipe.model
+    unet = pixel_pipe.unet
+    model = pixel_pipe.model
+    try:
+        pixel_pipe.unet = type(unet).from_config(unet.config)
+        assert pixel_pipe.model is not model and pixel_pipe.model.unet is pixel_pipe.unet
+    finally:
+        pixel_pipe.unet = unet
+    assert pixel_pipe.model.unet is unet

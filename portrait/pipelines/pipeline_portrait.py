@@ -104,8 +104,13 @@ class PortraitPipeline(DiffusionPipeline):
 
     @property
     def model(self) -> JointDiffusion:
-        """The components as one :class:`JointDiffusion` (a view: no weights are copied)."""
-        return JointDiffusion(self.unet, self.reference_net, self.vae, self.image_encoder, self.context_embedding)
+        """The components as one :class:`JointDiffusion` (a view: no weights are copied), built once and again
+        only when a component is replaced."""
+        parts = (self.unet, self.reference_net, self.vae, self.image_encoder, self.context_embedding)
+        cached = self.__dict__.get("_joint")
+        if cached is None or any(a is not b for a, b in zip(cached[0], parts)):
+            cached = self.__dict__["_joint"] = (parts, JointDiffusion(*parts))
+        return cached[1]
 
     @property
     def resolution(self) -> int:
@@ -271,7 +276,8 @@ class PortraitPipeline(DiffusionPipeline):
         (SDEdit, skipping the first ``1 - strength`` of the steps); ``strength`` 1 = from pure noise.
         """
         model = self.model
-        scheduler = self.scheduler
+        # a scheduler of this call's own: set_timesteps changes its state, and calls may run at the same time
+        scheduler = type(self.scheduler).from_config(self.scheduler.config)
         n, f = count, model.scale_factor
         shape = (n, model.rgb_channels + model.depth_channels, self.resolution // f, self.resolution // f)
         do_cfg = guidance_scale > 1.0
