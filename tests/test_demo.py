@@ -119,11 +119,27 @@ def test_upload_lifts_the_head_into_3d_once(ui, prepared, monkeypatch):
     ui.edit(ASTRONAUT, yaw=10.0, steps=1, state=prepared)  # the slider release reuses it
 
 
-def test_edit_follows_the_controls(ui, prepared):
-    start = ui.load_for_edit(ASTRONAUT, prepared)
-    view = ui.edit(ASTRONAUT, yaw=25.0, smile=0.5, steps=2, state=prepared)
+def test_edit_follows_the_controls(ui, studio):
+    """Yaw 25 (with smile 0.5) and smile 0.8 on the astronaut, re-measured with mediapipe on the edited photo:
+    the head turned to the viewer's right, the mouth widened. (The head layer from a stand-in for the model's depth: a tiny
+    model's own depth is noise.)"""
+    from portrait.face import detect_landmarks
+    from portrait.face.measure import FaceMeasures, head_rotation
+    from portrait.scene import build_head_layer
+
+    from .test_scene import head_and_neck_depth
+
+    state = PhotoState(ASTRONAUT, studio.prepare(ASTRONAUT))
+    photo = state.photo
+    photo.layers[id(studio.pipe)] = build_head_layer(photo.image, photo.face, head_and_neck_depth(photo.face))
+    start = ui.load_for_edit(ASTRONAUT, state)
+    view = ui.edit(ASTRONAUT, yaw=25.0, smile=0.5, steps=2, state=state)
     assert view.composite.size == start.composite.size
-    assert np.abs(np.asarray(view.target_depth, float) - np.asarray(start.target_depth, float)).mean() > 1.0
+    before, after = (detect_landmarks(image).points for image in (photo.image, view.composite))
+    yaw, pitch, roll = head_rotation(before, after)
+    assert 12.0 < yaw < 40.0 and abs(pitch) < 8.0 and abs(roll) < 8.0
+    smiling = detect_landmarks(ui.edit(ASTRONAUT, smile=0.8, steps=2, state=state).composite).points
+    assert FaceMeasures.of(smiling).mouth_width > 1.06 * FaceMeasures.of(before).mouth_width
     assert "yaw (turn) 25 deg" in view.info and "smile 0.5" in view.info
     assert "moved in 3-D" in view.info and "% of the face crop painted by the model" in view.info
     assert any(Path(f).name == "depth_color.png" for f in view.files)
