@@ -188,3 +188,20 @@ def test_long_clips_are_cut_and_faceless_clips_refused(studio_photo, tmp_path):
     # the whole photo comes out (a still driver: the photo itself, up to the video codec)
     assert probe(anim.paths["video"]).size == photo.image.size
     assert np.abs(next(frames(anim.paths["video"])).astype(float) - np.asarray(photo.image)).mean() < 4.0
+
+
+# --- the evaluation's measures -------------------------------------------------------------------------------
+
+
+def test_evaluation_measures_pose_expression_and_jitter_on_known_motion():
+    from portrait.animation.evaluate import expressions, jitter, poses
+
+    mesh = astronaut_mesh()
+    turned = [apply_controls(mesh, FaceControls(yaw=y)).vertices for y in np.linspace(0.0, 20.0, 9)]
+    track = np.stack(turned)
+    assert poses(track, track[0])[:, 0] == pytest.approx(np.linspace(0.0, 20.0, 9), abs=0.5)
+    assert np.abs(expressions(track, track[0])).max() < 0.01  # a rigid turn is no expression
+    smiling = np.stack([apply_controls(mesh, FaceControls(smile=s)).vertices for s in (0.0, 0.8)])
+    assert np.abs(expressions(smiling, smiling[0])[1]).max() > 0.05
+    shaken = track + np.random.default_rng(0).normal(0.0, 0.5, track.shape)
+    assert jitter(track) < 0.2 * jitter(shaken)  # a steady turn barely accelerates
