@@ -45,6 +45,9 @@ except ImportError:
 
 
 MAX_FILE_SIZE = "25mb"
+# the 3D viewers open at a three-quarter view, 30 degrees to the side and 10 above (alpha, beta in degrees; radius:
+# the viewer's own framing); face-on (90, 90) a depth mesh looks like a flat photo
+MESH_VIEW = (120, 80, None)
 # an animation renders its frames on the CPU (about 0.5 s each here); the GPU paints its background once
 ANIMATION_GPU_SECONDS = 300
 INTRO = (
@@ -149,14 +152,40 @@ def build_demo(studio, model: str | None = None) -> gr.Blocks:
                         d_spread = gr.Image(label="Uncertainty (bright = less sure)", height=200, format="png")
                     with gr.Row():
                         d_composite = gr.Image(label="Depth over the photo", height=320, elem_id="depth-overlay")
-                        d_mesh = gr.Model3D(label="3D mesh", height=320, elem_id="depth-mesh")
-                    d_files = gr.File(label="Downloads (PNG, 16-bit depth PNG, depth .npy, GLB, PLY, OBJ)",
-                                      file_count="multiple", height=180)
+                        d_mesh = gr.Model3D(label="3D mesh", height=320, camera_position=MESH_VIEW,
+                                            elem_id="depth-mesh")
+                        d_turntable = gr.Video(label="Turntable", autoplay=True, loop=True, height=320,
+                                               elem_id="depth-turntable")
+                    d_files = gr.File(label="Downloads (PNG, 16-bit depth PNG, depth .npy, normals PNG, GLB, PLY, OBJ, "
+                                      "turntable MP4)", file_count="multiple", height=180)
+            with gr.Accordion("Relight", open=True, elem_id="relight"):
+                with gr.Row():
+                    with gr.Column(scale=1):
+                        r_azimuth = setting("light_azimuth", "Light direction (azimuth), deg",
+                                            info="- = from your left, + = from your right, 0 = from the camera",
+                                            elem_id="light-azimuth")
+                        r_elevation = setting("light_elevation", "Light height (elevation), deg",
+                                              info="+ = from above", elem_id="light-elevation")
+                        r_strength = setting("light_strength", "Strength", info="0 = the photo as it is",
+                                             elem_id="light-strength")
+                        r_run = gr.Button("Relight")
+                        r_info = gr.Markdown(elem_id="relight-info")
+                    with gr.Column(scale=2):
+                        with gr.Row():
+                            r_photo = gr.Image(label="Relit photo", height=320, elem_id="relit-photo")
+                            r_normals = gr.Image(label="Normals of the head (from its depth)", height=320,
+                                                 format="png", elem_id="depth-normals")
+                        r_files = gr.File(label="Downloads (relit photo, relit face, normals PNG)",
+                                          file_count="multiple", height=120)
             d_state = gr.State(time_to_live=3600)
-            d_outputs = [d_face, d_depth, d_spread, d_composite, d_mesh, d_files, d_info]
+            d_outputs = [d_face, d_depth, d_spread, d_composite, d_mesh, d_turntable, d_files, d_info]
             gr.on([d_run.click, d_image.upload], event(ui.estimate_depth),
                   [d_image, d_ensemble, d_steps, d_seed, d_state], [*d_outputs, d_state],
                   api_name="estimate_depth", show_progress_on=[d_composite, d_mesh], **on_model)
+            # relighting reuses the tab's depth estimate (in d_state), estimating one first when there is none
+            gr.on([r_run.click, *(s.release for s in (r_azimuth, r_elevation, r_strength))], event(ui.relight),
+                  [d_image, r_azimuth, r_elevation, r_strength, d_state], [r_photo, r_normals, r_files, r_info, d_state],
+                  api_name="relight", trigger_mode="always_last", show_progress_on=r_photo, **on_model)
 
             def depth_example(image, progress=None):  # cached results keep no session state
                 return ui.estimate_depth(image, progress=progress)[:-1]
@@ -191,7 +220,7 @@ def build_demo(studio, model: str | None = None) -> gr.Blocks:
                     with gr.Row():
                         e_face = gr.Image(label="Edited face", height=220, format="png")
                         e_target = gr.Image(label="Depth of the edited head", height=220, format="png")
-                        e_mesh = gr.Model3D(label="3D mesh", height=220, elem_id="edit-mesh")
+                        e_mesh = gr.Model3D(label="3D mesh", height=220, camera_position=MESH_VIEW, elem_id="edit-mesh")
                     e_files = gr.File(label="Downloads", file_count="multiple", height=180)
             e_state = gr.State(time_to_live=3600)
             e_outputs = [e_composite, e_face, e_target, e_mesh, e_files, e_info, e_state]
@@ -223,7 +252,8 @@ def build_demo(studio, model: str | None = None) -> gr.Blocks:
                     g_gallery = gr.Gallery(label="Portraits and their depth (click one for 3D)", columns=4, format="png",
                                            elem_id="gallery")
                     with gr.Row():
-                        g_mesh = gr.Model3D(label="3D mesh", height=300, elem_id="generate-mesh")
+                        g_mesh = gr.Model3D(label="3D mesh", height=300, camera_position=MESH_VIEW,
+                                            elem_id="generate-mesh")
                         g_files = gr.File(label="Downloads", file_count="multiple", height=300, elem_id="generate-files")
             g_state, g_results = gr.State(time_to_live=3600), gr.State(time_to_live=3600)
             g_run.click(event(ui.generate), [g_image, g_count, g_steps, g_guidance, g_seed, g_source, g_state],

@@ -1,4 +1,4 @@
-"""The model's subcommands: ``generate``, ``depth`` and ``edit`` (face crop -> model -> files)."""
+"""The model's subcommands: ``generate``, ``depth``, ``relight`` and ``edit`` (face crop -> model -> files)."""
 
 from __future__ import annotations
 
@@ -35,12 +35,28 @@ def register(subparsers) -> None:
     _common(p, "generate_steps")
     p.set_defaults(func=cmd_generate)
 
-    p = subparsers.add_parser("depth", help="facial depth of a photo (+ uncertainty and a 3D mesh)")
+    p = subparsers.add_parser("depth", help="facial depth of a photo (+ uncertainty, normals, a 3D mesh and its turntable)")
     p.add_argument("image", type=Path)
     p.add_argument("--ensemble", type=_setting("ensemble_size", int), default=4,
                    help="ensemble size (members are aligned and merged)")
     _common(p, "depth_steps")
     p.set_defaults(func=cmd_depth)
+
+    from .demo import SETTINGS
+
+    p = subparsers.add_parser("relight", help="the photo re-shaded under a new light by the normals of its facial depth")
+    p.add_argument("image", type=Path)
+    for flag, name, what in (("--azimuth", "light_azimuth", "light direction in degrees: - = from the viewer's left, "
+                                                            "+ = from the right, 0 = from the camera"),
+                             ("--elevation", "light_elevation", "light height in degrees: + = from above"),
+                             ("--strength", "light_strength", "0 = the photo unchanged, 1 = fully re-shaded")):
+        limits = SETTINGS[name]
+        p.add_argument(flag, type=_setting(name), default=limits.default,
+                       help=f"{what} ({limits.minimum:g} to {limits.maximum:g}, default {limits.default:g})")
+    p.add_argument("--ensemble", type=_setting("ensemble_size", int), default=4,
+                   help="ensemble size of the depth estimate")
+    _common(p, "depth_steps")
+    p.set_defaults(func=cmd_relight)
 
     p = subparsers.add_parser("edit", help="move the person to a new pose / expression, or re-render to a target depth")
     p.add_argument("reference", type=Path)
@@ -94,7 +110,17 @@ def cmd_depth(args) -> None:
     photo = studio.prepare(args.image, align=not args.no_align)
     result = studio.estimate_depth(photo, ensemble_size=args.ensemble, steps=args.steps, seed=args.seed)
     result.save(args.out)
-    print(f"wrote {args.out}")
+    result.save_views(args.out)
+    print(f"wrote {args.out} (depth.npy, depth.png: the photo's own pixels; crop_*: the aligned face crop; "
+          "alignment.json: how the two map)")
+
+
+def cmd_relight(args) -> None:
+    studio = _studio(args)
+    photo = studio.prepare(args.image, align=not args.no_align)
+    depth = studio.estimate_depth(photo, ensemble_size=args.ensemble, steps=args.steps, seed=args.seed)
+    studio.relight(photo, depth, args.azimuth, args.elevation, args.strength).save(args.out)
+    print(f"wrote {args.out} (relit.png: the photo re-shaded; relit_face.png; normals.png)")
 
 
 def cmd_edit(args) -> None:
@@ -112,7 +138,7 @@ def cmd_edit(args) -> None:
     photo = studio.prepare(args.reference, align=not args.no_align)
     target = None
     if args.target_depth is not None:
-        from .studio import read_depth
+        from .depth import read_depth
 
         target = read_depth(args.target_depth)
     result = studio.edit(photo, controls=controls, target_depth=target, method=method, strength=args.strength,

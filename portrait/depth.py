@@ -167,8 +167,21 @@ def resize_depth(depth: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
     return np.where(cover >= 0.5, total / np.maximum(cover, 1e-6), np.nan).astype(np.float32)
 
 
+def fill_nearest(depth: np.ndarray) -> np.ndarray:
+    """Depth ``[H, W]`` with every NaN replaced by the value of the nearest known pixel (unchanged if none is known)."""
+    from scipy import ndimage
+
+    depth = np.asarray(depth, dtype=np.float32)
+    known = np.isfinite(depth)
+    if known.all() or not known.any():
+        return depth
+    nearest = ndimage.distance_transform_edt(~known, return_distances=False, return_indices=True)
+    return depth[tuple(nearest)]
+
+
 def upsample_depth(
-    depth: np.ndarray, guide: np.ndarray, radius: int | None = None, eps: tuple[float, float] = (1e-2, 1e-4)
+    depth: np.ndarray, guide: np.ndarray, radius: int | None = None, eps: tuple[float, float] = (1e-2, 1e-4),
+    transform: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Depth ``[h, w]`` (NaN = none) -> ``(depth, mask)`` at the guide's ``[H, W]``, edges on the guide's edges.
 
@@ -179,26 +192,51 @@ def upsample_depth(
     low-resolution pixel (at least 2); ``eps`` (depth, mask) is the filter's regularisation: larger for the depth,
     so the photo's texture (hair, skin) does not print into it. The mask is where the filtered coverage is at
     least 1/2. Units kept.
+
+    ``transform`` ``[2, 3]`` (optional) places the depth anywhere in the guide: ``guide_xy = A @ depth_xy + t`` in
+    continuous pixel coordinates (e.g. an aligned crop's ``crop_to_photo``, scaled to the depth's size). The depth
+    is then warped (bilinearly) into the guide's grid instead of resized to span it, and only the guide's region
+    under the known depth is filtered (a large photo costs little more than a small one); NaN elsewhere.
     """
     import cv2
-    from scipy import ndimage
 
     depth = np.asarray(depth, dtype=np.float32)
     guide = np.asarray(guide, dtype=np.uint8)
     height, width = guide.shape[:2]
+    out, mask = np.full((height, width), np.nan, np.float32), np.zeros((height, width), bool)
     known = np.isfinite(depth)
     if not known.any():
-        return np.full((height, width), np.nan, np.float32), np.zeros((height, width), bool)
-    nearest = ndimage.distance_transform_edt(~known, return_distances=False, return_indices=True)
-    filled = depth[tuple(nearest)]
+        return out, mask
+    filled = fill_nearest(depth)
     lo, hi = float(filled.min()), float(filled.max())
     unit = (filled - lo) / max(hi - lo, 1e-12)
-    radius = radius or max(2, round(width / depth.shape[1]))
-    up = [cv2.resize(a.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR) for a in (unit, known)]
-    gray = cv2.cvtColor(guide, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
+    if transform is None:
+        radius = radius or max(2, round(width / depth.shape[1]))
+        up = [cv2.resize(a.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR) for a in (unit, known)]
+        x0, y0, x1, y1 = 0, 0, width, height
+    else:
+        m = np.asarray(transform, dtype=np.float64)
+        step = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))  # guide pixels per depth pixel
+        radius = radius or max(2, round(step))
+        # the guide's region under the known depth, grown by a depth pixel and the filter's radius
+        rows, cols = np.flatnonzero(known.any(axis=1)), np.flatnonzero(known.any(axis=0))
+        box = np.array([[cols[0], rows[0]], [cols[-1] + 1, rows[0]], [cols[0], rows[-1] + 1], [cols[-1] + 1, rows[-1] + 1]])
+        corners = box @ m[:, :2].T + m[:, 2]
+        grow = step + radius + 1
+        x0, y0 = np.maximum(np.floor(corners.min(axis=0) - grow).astype(int), 0)
+        x1, y1 = np.minimum(np.ceil(corners.max(axis=0) + grow).astype(int), (width, height))
+        if x1 <= x0 or y1 <= y0:
+            return out, mask
+        # region pixel (i, j) has its centre at guide (x0 + i + 0.5, y0 + j + 0.5); cv2 indexes pixel centres
+        inv = cv2.invertAffineTransform(m)  # guide -> depth, continuous
+        inv[:, 2] += inv[:, :2] @ (np.array([x0, y0]) + 0.5) - 0.5
+        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+        up = [cv2.warpAffine(a.astype(np.float32), inv, (x1 - x0, y1 - y0), flags=flags, borderMode=border)
+              for a, border in ((unit, cv2.BORDER_REPLICATE), (known, cv2.BORDER_CONSTANT))]
+    gray = cv2.cvtColor(np.ascontiguousarray(guide[y0:y1, x0:x1]), cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
     unit, coverage = (cv2.ximgproc.guidedFilter(gray, a, radius, e) for a, e in zip(up, eps))
-    mask = coverage >= 0.5
-    out = np.where(mask, lo + unit * (hi - lo), np.nan).astype(np.float32)
+    mask[y0:y1, x0:x1] = coverage >= 0.5
+    out[y0:y1, x0:x1] = np.where(mask[y0:y1, x0:x1], lo + unit * (hi - lo), np.nan)
     return out, mask
 
 
@@ -222,6 +260,56 @@ def png16_to_depth(png: np.ndarray) -> np.ndarray:
     png = np.asarray(png)
     depth = (png.astype(np.float32) - 1.0) / 65534.0
     depth[png == 0] = np.nan
+    return depth
+
+
+DEPTH_SUFFIXES = (".npy", ".png", ".exr")
+
+
+def read_depth(path) -> np.ndarray:
+    """The one depth-file reader: ``.npy`` (float, NaN = unknown), the project's 16-bit PNG (0 = unknown,
+    :func:`depth_to_png16`) or a float ``.exr`` (0 / inf = unknown) -> float32 ``[H, W]`` relative depth, NaN where
+    unknown. Raises ``InvalidImageError`` (a ``ValueError``) with a message for the user."""
+    import os
+    from pathlib import Path
+
+    from PIL import Image
+
+    from .errors import InvalidImageError
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in DEPTH_SUFFIXES:
+        raise InvalidImageError(f"{path.name}: unknown depth format {suffix!r}; use one of {', '.join(DEPTH_SUFFIXES)}")
+    if not path.is_file():
+        raise InvalidImageError(f"depth file not found: '{path}'")
+    try:
+        if suffix == ".npy":
+            depth = np.load(path, allow_pickle=False)
+            if not np.issubdtype(depth.dtype, np.number):
+                raise ValueError(f"a depth map must be numeric, got {depth.dtype}")
+        elif suffix == ".png":
+            with Image.open(path) as image:
+                png = np.asarray(image)
+            if png.dtype not in (np.uint16, np.int32) or png.ndim != 2:
+                raise ValueError(f"not a 16-bit single-channel depth PNG ({png.dtype} {png.shape}); save depth as "
+                                 ".npy or with portrait.depth.depth_to_png16")
+            depth = png16_to_depth(png.astype(np.uint16))
+        else:
+            os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")
+            import cv2
+
+            depth = cv2.imread(str(path), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_UNCHANGED)
+            if depth is None:
+                raise ValueError("OpenCV could not read this EXR file")
+            depth = np.asarray(depth, dtype=np.float32)
+            depth = depth[..., 0] if depth.ndim == 3 else depth
+            depth[~(np.isfinite(depth) & (depth > 0))] = np.nan
+    except (OSError, ValueError) as err:
+        raise InvalidImageError(f"could not read the depth map '{path}': {err}") from err
+    depth = np.squeeze(np.asarray(depth, dtype=np.float32))
+    if depth.ndim != 2:
+        raise InvalidImageError(f"a depth map must be 2-D, '{path}' has shape {depth.shape}")
     return depth
 
 

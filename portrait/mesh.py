@@ -107,14 +107,7 @@ def depth_to_mesh(
         raise ValueError("depth_range=None needs positive camera z; pass a depth_range for relative depth")
 
     # 2. Normalised depth (0 = near, 1 = far) and camera z
-    if valid.any():
-        lo, hi = float(depth[valid].min()), float(depth[valid].max())
-    else:
-        lo, hi = 0.0, 1.0
-    span = max(hi - lo, 1e-12)
-    unit = (depth - lo) / span  # [H, W]
-    distance = camera_distance(fov_deg)
-    z = distance + (unit - 0.5) * depth_range if depth_range is not None else depth
+    unit, z = _camera_z(depth, valid, fov_deg, depth_range)  # [H, W]
 
     # 3. Subsample the grid for a lighter mesh
     stride = 1
@@ -128,10 +121,7 @@ def depth_to_mesh(
     gh, gw = z.shape
 
     # 4. Back-project pixel centres: X = (u - cx) / f * Z
-    focal = width / (2.0 * math.tan(math.radians(fov_deg) / 2.0))
-    u = (cols.astype(np.float32) + 0.5 - width / 2.0) / focal  # [gw]
-    v = (rows.astype(np.float32) + 0.5 - height / 2.0) / focal  # [gh]
-    vertices = np.stack([u[None, :] * z, v[:, None] * z, z], axis=-1).reshape(-1, 3).astype(np.float32)
+    vertices = _back_project(z, rows, cols, (width, height), fov_deg).reshape(-1, 3)
 
     # 5. Two triangles per grid cell: (a, c, b) and (b, c, d) with a b / c d the cell's corners
     index = np.arange(gh * gw, dtype=np.int64).reshape(gh, gw)
@@ -169,6 +159,48 @@ def depth_to_mesh(
     if smooth_iterations > 0 or estimate_normals:
         mesh = _open3d_postprocess(mesh, smooth_iterations, estimate_normals)
     return mesh
+
+
+def depth_to_points(
+    depth: np.ndarray,
+    mask: np.ndarray | None = None,
+    *,
+    fov_deg: float = DEFAULT_FOV_DEG,
+    depth_range: float | None = DEFAULT_DEPTH_RANGE,
+) -> np.ndarray:
+    """``[H, W, 3]`` float32: each pixel centre's point in the camera frame, as :func:`depth_to_mesh` places its
+    vertices (same arguments); NaN where the depth is unknown or outside ``mask``."""
+    depth = np.asarray(depth, dtype=np.float32)
+    valid = np.isfinite(depth) if mask is None else np.isfinite(depth) & np.asarray(mask, dtype=bool)
+    _, z = _camera_z(depth, valid, fov_deg, depth_range)
+    height, width = depth.shape
+    points = _back_project(z, np.arange(height), np.arange(width), (width, height), fov_deg)
+    points[~valid] = np.nan
+    return points
+
+
+def _camera_z(
+    depth: np.ndarray, valid: np.ndarray, fov_deg: float, depth_range: float | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Depth normalised over ``valid`` (0 = near, 1 = far) and camera z: the normalised depth placed at the
+    reference distance, ``depth_range`` deep, or with ``depth_range=None`` the depth itself."""
+    if valid.any():
+        lo, hi = float(depth[valid].min()), float(depth[valid].max())
+    else:
+        lo, hi = 0.0, 1.0
+    unit = (depth - lo) / max(hi - lo, 1e-12)
+    z = camera_distance(fov_deg) + (unit - 0.5) * depth_range if depth_range is not None else depth
+    return unit, z
+
+
+def _back_project(z: np.ndarray, rows: np.ndarray, cols: np.ndarray, size: tuple[int, int], fov_deg: float) -> np.ndarray:
+    """``[len(rows), len(cols), 3]`` float32 points of the pixel centres ``rows`` x ``cols`` of an image of ``size``
+    ``(width, height)`` at camera z ``z``: X = (u - cx) / f * Z."""
+    width, height = size
+    focal = width / (2.0 * math.tan(math.radians(fov_deg) / 2.0))
+    u = (cols.astype(np.float32) + 0.5 - width / 2.0) / focal  # [gw]
+    v = (rows.astype(np.float32) + 0.5 - height / 2.0) / focal  # [gh]
+    return np.stack([u[None, :] * z, v[:, None] * z, z], axis=-1).astype(np.float32)
 
 
 def _grid_colors(rgb, width: int, height: int) -> np.ndarray:

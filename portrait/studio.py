@@ -17,6 +17,7 @@ import PIL.Image
 
 from .errors import PortraitError
 from .face import (
+    REGIONS,
     AlignedFace,
     FaceControls,
     FaceMesh,
@@ -25,9 +26,10 @@ from .face import (
     face_mesh_from_landmarks,
     render_depth,
 )
+from .face.segmentation import clean_mask, head_silhouette, segment_person
 from .imageio import load_image
 from .pipelines import PortraitPipeline, ReferenceFeatures
-from .scene import HeadLayer, View, build_head_layer, render
+from .scene import HeadLayer, View, build_head_layer, output_size, render
 from .scene.layer import MESH_STEP
 
 ALIGN_SIZE = 512  # landmarks, face mesh and paste-back work on a crop this large; the model gets it resized
@@ -45,6 +47,13 @@ FILL_STRENGTH, FILL_STEPS = 0.6, 10
 # never open their mouths, so it paints skin there. Its lips' colours, darkened to this at the lips and to a
 # third of it deep inside.
 MOUTH_SHADE = 0.35
+# what alignment.json says about itself (written beside a depth estimate's files)
+ALIGNMENT_USAGE = (
+    "The crop_* files are the aligned face crop (crop_size, width x height pixels); depth.npy and depth.png are the "
+    "photo's own pixels (photo_size). A point of the crop maps into the photo by photo_xy = A @ crop_xy + t, with "
+    "crop_to_photo = [A | t] (2 x 3, a rotation, uniform scale and shift), in continuous pixel coordinates: pixel "
+    "(i, j) spans [i, i + 1] x [j, j + 1], its centre at (i + 0.5, j + 0.5). Invert it to go from the photo to the crop."
+)
 
 
 @dataclass
@@ -78,6 +87,37 @@ class Photo:
             return result
         return self.face.paste_back(self.image, result, mask=mask, **kwargs)
 
+    def crop_to_photo(self, size: int) -> np.ndarray:
+        """``[2, 3]`` affine from the crop's pixels at ``size`` to the photo's (continuous coordinates,
+        ``photo_xy = A @ crop_xy + t``): the alignment, or the centred square an unaligned crop was cut from."""
+        if self.face is not None:
+            m = self.face.crop_to_photo
+            return np.column_stack([m[:, :2] * (self.face.size / size), m[:, 2]])
+        side = min(self.image.size)
+        left, top = (self.image.width - side) // 2, (self.image.height - side) // 2
+        return np.array([[side / size, 0.0, left], [0.0, side / size, top]])
+
+    def head_mask(self, mask: np.ndarray, sure: np.ndarray | None = None) -> np.ndarray:
+        """The model's head-and-neck ``mask`` ``[r, r]`` of the crop made clean with the photo's person segmentation
+        (:func:`portrait.face.segmentation.head_silhouette`; ``sure``: pixels surely on the head, e.g. the face
+        mesh's): one piece, no specks, the hair and hat above the chin that the model missed added (nothing is added
+        to an unaligned crop: no chin to stop at)."""
+        r = mask.shape[0]
+        person = segment_person(self.image, self.crop_to_photo(r), r)
+        chin = float(self.face.landmarks_at(r)[list(REGIONS["face_oval"]), 1].max()) if self.face is not None else 0.0
+        return head_silhouette(mask, person, chin, sure)
+
+    def in_photo(self, depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A depth ``[r, r]`` of the crop in the photo's own pixel grid: ``(depth, mask)`` ``[H, W]`` (NaN / False
+        off the head, one piece), warped through :meth:`crop_to_photo` and upsampled with the photo as the guide
+        (:func:`portrait.depth.upsample_depth`), so its edges sit on the photo's edges."""
+        from .depth import upsample_depth
+
+        depth, mask = upsample_depth(depth, np.asarray(self.image), transform=self.crop_to_photo(depth.shape[0]))
+        mask = clean_mask(mask)
+        depth[~mask] = np.nan
+        return depth, mask
+
 
 @dataclass
 class PortraitResult:
@@ -85,6 +125,8 @@ class PortraitResult:
 
     ``depth`` ``[R, R]`` float32 relative depth (larger = farther, NaN outside ``mask``); ``uncertainty``
     (depth estimation only) in the same units; ``target_depth`` (editing only) the depth the edit followed.
+    Depth estimation also gives the depth in the photo's own pixel grid: ``photo_depth`` ``[H, W]`` float32 (NaN
+    outside ``photo_mask``) and ``crop_to_photo`` ``[2, 3]``, the crop's pixels at ``R`` -> the photo's.
     """
 
     image: PIL.Image.Image
@@ -95,6 +137,9 @@ class PortraitResult:
     target_depth: np.ndarray | None = None
     extras: dict[str, PIL.Image.Image] = field(default_factory=dict)
     mesh_step: int = 1  # pixels per vertex of the saved meshes (a warp edit's geometry is its layer's grid)
+    photo_depth: np.ndarray | None = None
+    photo_mask: np.ndarray | None = None
+    crop_to_photo: np.ndarray | None = None
 
     def mesh(self, **kwargs):
         """The depth as a vertex-coloured ``trimesh.Trimesh`` (the project's one mesh builder)."""
@@ -103,27 +148,99 @@ class PortraitResult:
         return depth_to_mesh(self.depth, rgb=np.asarray(self.image), mask=self.mask, **kwargs)
 
     def save(self, out_dir: str | Path) -> dict[str, Path]:
-        """Write ``rgb.png``, ``depth.npy``, ``depth.png`` (16-bit), ``depth_color.png`` and the meshes."""
+        """Write ``rgb.png``, ``depth.npy``, ``depth.png`` (16-bit), ``depth_color.png`` and the meshes.
+
+        With a ``photo_depth`` (depth estimation) those files of the crop are named ``crop_*`` (``crop_depth.npy``,
+        ``crop_mesh.glb``, ...), ``depth.npy`` and ``depth.png`` are in the photo's own pixels, and
+        ``alignment.json`` says how the two frames map."""
         from .depth import colorize_depth
         from .mesh import PNG_COMPRESSION, write_depth_outputs
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        paths = {"rgb": out / "rgb.png"}
+        crop = "" if self.photo_depth is None else "crop_"
+        paths = {"rgb": out / f"{crop}rgb.png"}
         self.image.save(paths["rgb"], compress_level=PNG_COMPRESSION)
         cells = int(np.count_nonzero(self.mask)) // self.mesh_step**2
-        paths.update(write_depth_outputs(self.depth, out, rgb=np.asarray(self.image), mask=self.mask,
+        paths.update(write_depth_outputs(self.depth, out, rgb=np.asarray(self.image), mask=self.mask, prefix=crop,
                                          max_faces=2 * cells if self.mesh_step > 1 else None).as_dict())
+        if self.photo_depth is not None:
+            paths.update(self._save_in_photo(out))
         if self.composite is not None:
             paths["composite"] = out / "composite.png"
             self.composite.save(paths["composite"], compress_level=PNG_COMPRESSION)
         if self.uncertainty is not None:
-            np.save(out / "uncertainty.npy", self.uncertainty.astype(np.float32))
-            paths["uncertainty"] = out / "uncertainty.npy"
+            paths["uncertainty"] = out / f"{crop}uncertainty.npy"
+            np.save(paths["uncertainty"], self.uncertainty.astype(np.float32))
         if self.target_depth is not None and self.target_depth is not self.depth:
             paths["target_depth"] = out / "target_depth_color.png"
             PIL.Image.fromarray(colorize_depth(self.target_depth)).save(paths["target_depth"],
                                                                          compress_level=PNG_COMPRESSION)
+        return paths
+
+    def _save_in_photo(self, out: Path) -> dict[str, Path]:
+        """``depth.npy`` (float32, NaN off the head) and ``depth.png`` (16-bit, 0 off the head) in the photo's own
+        pixel grid, and ``alignment.json``."""
+        import json
+
+        from .depth import depth_to_png16
+        from .mesh import PNG_COMPRESSION
+
+        paths = {"photo_depth_npy": out / "depth.npy", "photo_depth_png": out / "depth.png",
+                 "alignment": out / "alignment.json"}
+        depth = np.where(self.photo_mask, self.photo_depth, np.nan).astype(np.float32)
+        np.save(paths["photo_depth_npy"], depth)
+        PIL.Image.fromarray(depth_to_png16(depth)).save(paths["photo_depth_png"], compress_level=PNG_COMPRESSION)
+        alignment = {
+            "crop_to_photo": np.asarray(self.crop_to_photo).tolist(),
+            "crop_size": list(self.depth.shape[::-1]),
+            "photo_size": list(depth.shape[::-1]),
+            "usage": ALIGNMENT_USAGE,
+        }
+        paths["alignment"].write_text(json.dumps(alignment, indent=1) + "\n")
+        return paths
+
+    def save_views(self, out_dir: str | Path) -> dict[str, Path]:
+        """Write ``normals.png`` (the crop's normals, :mod:`portrait.relight`; ``crop_normals.png`` beside a depth in
+        the photo's pixels, like the other files of the crop) and ``turntable.mp4`` (the textured mesh turning +-30
+        degrees, :mod:`portrait.turntable`): what a depth estimate shows besides :meth:`save`."""
+        from .mesh import PNG_COMPRESSION
+        from .relight import depth_normals, normals_to_rgb
+        from .turntable import write_turntable
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        crop = "" if self.photo_depth is None else "crop_"
+        paths = {"normals": out / f"{crop}normals.png", "turntable": out / "turntable.mp4"}
+        normals = normals_to_rgb(depth_normals(self.depth, self.mask))
+        PIL.Image.fromarray(normals).save(paths["normals"], compress_level=PNG_COMPRESSION)
+        write_turntable(paths["turntable"], self.depth, np.asarray(self.image), self.mask)
+        return paths
+
+
+@dataclass
+class RelightResult:
+    """A photo re-shaded under a new light (:meth:`Studio.relight`).
+
+    ``image`` the relit face crop ``[S, S]`` (the editing tab's output crop size); ``composite`` the full photo with
+    it pasted back; ``normals`` ``[S, S, 3]`` float32 camera-frame normals of the head's depth (zero off the head).
+    """
+
+    image: PIL.Image.Image
+    composite: PIL.Image.Image
+    normals: np.ndarray
+
+    def save(self, out_dir: str | Path) -> dict[str, Path]:
+        """Write ``relit.png`` (the full photo), ``relit_face.png`` (the crop) and ``normals.png``."""
+        from .mesh import PNG_COMPRESSION
+        from .relight import normals_to_rgb
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {"relit": out / "relit.png", "relit_face": out / "relit_face.png", "normals": out / "normals.png"}
+        self.composite.save(paths["relit"], compress_level=PNG_COMPRESSION)
+        self.image.save(paths["relit_face"], compress_level=PNG_COMPRESSION)
+        PIL.Image.fromarray(normals_to_rgb(self.normals)).save(paths["normals"], compress_level=PNG_COMPRESSION)
         return paths
 
 
@@ -206,22 +323,64 @@ class Studio:
     def estimate_depth(
         self, photo: Photo, ensemble_size: int = 4, steps: int = 20, seed: int = 0,
         prior_strength: float | None = DEFAULT_PRIOR_STRENGTH, prior_weight: float = DEFAULT_PRIOR_WEIGHT, callback=None,
+        in_photo: bool = True,
     ) -> PortraitResult:
-        """Facial depth of the photo's face crop, with uncertainty and the colour depth on the full photo.
+        """Facial depth of the photo's face crop, with uncertainty, the same depth in the photo's own pixels
+        (``photo_depth``) and the colour depth over the full photo (``in_photo=False``: the crop's depth alone).
 
+        The head's silhouette is the model's mask made clean here, for every use of the depth (the depth tab, the
+        head layer of edits): :meth:`Photo.head_mask`; the hair and hat it adds take the nearest head depth.
         ``prior_strength`` None: from pure noise, no face-mesh prior (and so nothing to blend)."""
-        prior = self.face_depth(photo) if prior_strength is not None else None
+        from .depth import fill_nearest
+
+        mesh_depth = self.face_depth(photo)
+        prior = mesh_depth if prior_strength is not None else None
         out = self.pipe.estimate_depth(
             photo.crop, ensemble_size=ensemble_size, num_inference_steps=steps, depth_prior=prior,
             prior_strength=prior_strength if prior is not None else 1.0, prior_weight=prior_weight,
             generator=_generator(seed), callback=callback,
             reference_features=self.reference_features(photo),
         )
-        depth, mask = out.depth[0], out.mask[0]
-        return PortraitResult(
-            image=photo.crop, depth=depth, mask=mask, uncertainty=out.uncertainty[0],
-            composite=photo.paste_back(_depth_image(depth), mask),
-        )
+        mask = photo.head_mask(out.mask[0], np.isfinite(mesh_depth) if mesh_depth is not None else None)
+        depth = np.where(mask, fill_nearest(np.where(mask, out.depth[0], np.nan)), np.nan).astype(np.float32)
+        result = PortraitResult(image=photo.crop, depth=depth, mask=mask,
+                                uncertainty=np.where(mask, out.uncertainty[0], np.nan))
+        if in_photo:
+            result.photo_depth, result.photo_mask = photo.in_photo(depth)
+            result.crop_to_photo = photo.crop_to_photo(depth.shape[0])
+            result.composite = _depth_over(photo.image, result.photo_depth)
+        return result
+
+    def relight(self, photo: Photo, depth: PortraitResult, azimuth: float, elevation: float,
+                strength: float) -> RelightResult:
+        """The photo re-shaded under a light at ``azimuth`` / ``elevation`` degrees (+ = from the viewer's right /
+        from above; :mod:`portrait.relight`), blended in by ``strength`` in [0, 1] (0 = the photo, bit for bit).
+
+        ``depth`` is this photo's :meth:`estimate_depth`: upsampled to the face crop at the editing tab's output
+        size with the crop as the guide, its normals re-shade the crop inside the head (the edge feathered), and
+        the crop is pasted back into the photo. Without an alignment the crop is the result."""
+        from .compositing import feather
+        from .depth import upsample_depth
+        from .face.align import warp_to_square
+        from .relight import depth_normals, relight
+
+        face = photo.face
+        if face is not None:
+            size = output_size(face)
+            to_photo = np.column_stack([face.crop_to_photo[:, :2] * (face.size / size), face.crop_to_photo[:, 2]])
+            crop = np.asarray(warp_to_square(photo.image, to_photo, size))
+        else:
+            crop = np.asarray(photo.crop)
+            size = crop.shape[0]
+        z, head = upsample_depth(np.where(depth.mask, depth.depth, np.nan), crop)
+        normals = depth_normals(z, head)
+        weight = feather(head, size / 64)  # 0 at the head's edge -> 1 inside
+        image = relight(crop, normals, weight, azimuth, elevation, strength)
+        if strength > 0:
+            composite = photo.paste_back(PIL.Image.fromarray(image), weight, feather=1 / size)
+        else:
+            composite = photo.image.copy()
+        return RelightResult(image=PIL.Image.fromarray(image), composite=composite, normals=normals)
 
     @_one_at_a_time
     def head_layer(self, photo: Photo) -> HeadLayer:
@@ -230,7 +389,7 @@ class Studio:
         if key not in photo.layers:
             if photo.face is None:
                 raise PortraitError("editing by pose and expression needs a face: prepare the photo with align=True")
-            depth = self.estimate_depth(photo, ensemble_size=LAYER_ENSEMBLE, steps=LAYER_STEPS)
+            depth = self.estimate_depth(photo, ensemble_size=LAYER_ENSEMBLE, steps=LAYER_STEPS, in_photo=False)
             photo.layers[key] = build_head_layer(photo.image, photo.face, depth.depth)
         return photo.layers[key]
 
@@ -383,10 +542,18 @@ def mouth_cavity(image: np.ndarray, mouth: np.ndarray, depth_px: float) -> np.nd
     return np.clip(image[mouth] * shade, 0, 255).astype(np.uint8)
 
 
-def _depth_image(depth: np.ndarray) -> PIL.Image.Image:
+def _depth_over(image: PIL.Image.Image, depth: np.ndarray) -> PIL.Image.Image:
+    """The photo with the colour depth (bright = near) over its pixels that have depth (``depth`` ``[H, W]``)."""
     from .depth import colorize_depth
 
-    return PIL.Image.fromarray(colorize_depth(depth))
+    known = np.isfinite(depth)
+    out = np.array(image.convert("RGB"))
+    if known.any():
+        rows, cols = np.flatnonzero(known.any(axis=1)), np.flatnonzero(known.any(axis=0))
+        box = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+        region = out[box]
+        region[known[box]] = colorize_depth(depth[box])[known[box]]
+    return PIL.Image.fromarray(out)
 
 
 def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
@@ -405,21 +572,3 @@ def _at_resolution(depth: np.ndarray, size: int) -> np.ndarray:
     rows = (np.arange(size) * depth.shape[0] / size).astype(int)
     cols = (np.arange(size) * depth.shape[1] / size).astype(int)
     return depth[rows][:, cols]
-
-
-def read_depth(path: str | Path) -> np.ndarray:
-    """A depth map from ``.npy`` (float, NaN = none) or a 16-bit PNG (0 = none); relative depth, larger = farther."""
-    from .depth import png16_to_depth
-    from .errors import InvalidImageError
-
-    path = Path(path)
-    try:
-        if path.suffix.lower() == ".npy":
-            depth = np.load(path).astype(np.float32)
-        else:
-            depth = png16_to_depth(np.asarray(PIL.Image.open(path)))
-    except (OSError, ValueError) as err:
-        raise InvalidImageError(f"could not read a depth map from {path}: {err}") from err
-    if depth.ndim != 2:
-        raise InvalidImageError(f"a depth map must be 2-D, {path} has shape {depth.shape}")
-    return depth

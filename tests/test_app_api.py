@@ -78,7 +78,7 @@ def test_build_demo_names_the_endpoints(pixel_pipe, tmp_path, monkeypatch):
 
     blocks = app.build_demo(Studio(pixel_pipe))
     public = {fn.api_name: fn for fn in blocks.fns.values() if fn.api_visibility == "public"}
-    assert {"estimate_depth", "edit", "generate", "animate"} <= set(public)
+    assert {"estimate_depth", "relight", "edit", "generate", "animate"} <= set(public)
     # the method and source choices come right before the session state, after the older parameters
     method, source = public["edit"].inputs[-2], public["generate"].inputs[-2]
     assert [v for _, v in method.choices] == ["warp", "regenerate"] and method.value == "warp"
@@ -89,6 +89,9 @@ def test_build_demo_names_the_endpoints(pixel_pipe, tmp_path, monkeypatch):
     assert video.format is None
     assert {fn.concurrency_id for fn in public.values()} == {"model"}  # one diffusion job at a time, all tabs
     assert not (ROOT / "app.pyi").exists()  # no component subclass: Gradio would write a stub next to app.py
+    # every 3D viewer opens at a three-quarter view (face-on, a depth mesh looks like a flat photo)
+    viewers = [block for block in blocks.blocks.values() if block.get_block_name() == "model3d"]
+    assert len(viewers) == 3 and all(tuple(v.camera_position) == app.MESH_VIEW for v in viewers)
 
 
 # --- served -----------------------------------------------------------------------------------------------
@@ -119,7 +122,7 @@ def call(client, endpoint: str, image, **kwargs):
     from gradio_client import handle_file
 
     fast = {"/estimate_depth": dict(ensemble_size=1, steps=2), "/edit": dict(steps=2),
-            "/generate": dict(num_images=1, steps=2)}[endpoint]
+            "/generate": dict(num_images=1, steps=2), "/relight": {}}[endpoint]
     return client.predict(handle_file(image) if image else None, **{**fast, **kwargs}, api_name=endpoint)
 
 
@@ -131,6 +134,7 @@ def test_api_names_and_parameters(client):
     endpoints = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
     params = {name: [p["parameter_name"] for p in info["parameters"]] for name, info in endpoints.items()}
     assert params["/estimate_depth"] == ["image", "ensemble_size", "steps", "seed"]
+    assert params["/relight"] == ["image", "azimuth", "elevation", "strength"]
     assert params["/edit"] == ["image", "yaw", "pitch", "roll", "smile", "jaw_open", "brow_raise", "eye_close",
                                "strength", "steps", "guidance", "seed", "method"]
     assert params["/generate"] == ["image", "num_images", "steps", "guidance", "seed", "source"]
@@ -139,13 +143,30 @@ def test_api_names_and_parameters(client):
 
 @pytest.mark.slow
 def test_estimate_depth(client):
-    face, depth, uncertainty, composite, mesh, files, info = call(client, "/estimate_depth", ASTRONAUT)
+    face, depth, uncertainty, composite, mesh, turntable, files, info = call(client, "/estimate_depth", ASTRONAUT)
     assert PIL.Image.open(composite).size == PIL.Image.open(ASTRONAUT).size
     assert mesh.endswith(".glb") and Path(mesh).stat().st_size > 0
+    assert Path(turntable).suffix == ".mp4" and Path(turntable).stat().st_size > 0
     names = {Path(f).name for f in files}
-    assert {"rgb.png", "depth.png", "mesh.glb", "mesh.ply"} <= names
-    assert np.asarray(PIL.Image.open(next(f for f in files if f.endswith("depth.png")))).dtype == np.uint16
+    assert {"crop_rgb.png", "crop_depth.png", "crop_mesh.glb", "crop_mesh.ply", "depth.png", "alignment.json"} <= names
+    depth_png = PIL.Image.open(next(f for f in files if Path(f).name == "depth.png"))
+    assert np.asarray(depth_png).dtype == np.uint16 and depth_png.size == PIL.Image.open(ASTRONAUT).size
     assert "head and neck pixels" in info
+
+
+@pytest.mark.slow
+def test_relight(client):
+    from gradio_client.exceptions import AppError
+
+    photo, normals, files, info = call(client, "/relight", ASTRONAUT, azimuth=-60, elevation=20, strength=0.8)
+    assert PIL.Image.open(photo).size == PIL.Image.open(ASTRONAUT).size
+    assert {Path(f).name for f in files} == {"relit.png", "relit_face.png", "normals.png"}
+    assert "Lit from the left (60 deg), 20 deg above" in info
+    _, _, files, _ = call(client, "/relight", ASTRONAUT, strength=0)  # the photo itself, bit for bit
+    relit = next(f for f in files if Path(f).name == "relit.png")
+    assert np.array_equal(np.asarray(PIL.Image.open(relit)), np.asarray(PIL.Image.open(ASTRONAUT).convert("RGB")))
+    with pytest.raises(AppError):  # refused by the slider itself
+        call(client, "/relight", ASTRONAUT, azimuth=120)
 
 
 @pytest.mark.slow

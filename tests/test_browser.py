@@ -1,6 +1,7 @@
 """End to end in a real browser: Debian's Chromium driven by playwright against the app on the embedded default.
 
-Opens the page, uploads the astronaut example, waits until the 3D viewer shows the depth mesh, moves the
+Opens the page, uploads the astronaut example, waits until the 3D viewer shows the depth mesh and the turntable
+plays, moves the light's slider in the relight panel and waits for the relit photo, moves the
 yaw slider and then the smile slider in the editing tab and waits for each new image, generates portraits
 (the photo moved to new poses) and picks one for 3D; in a second page, animates the photo with a short driving
 clip and checks that the browser plays the result.
@@ -74,15 +75,19 @@ def wait_for_new_image(page, selector: str, before: str | None) -> None:
     )
 
 
-def drag_slider(page, name: str, fraction: float) -> float:
-    """Drag the control's slider from its middle to ``fraction`` of its width and release; its new value."""
-    box = page.locator(f"#control-{name} input[type=range]").bounding_box()
+def drag_slider(page, name: str, fraction: float, elem_id: str | None = None) -> float:
+    """Drag the control's slider (or the slider ``elem_id``) from its middle to ``fraction`` of its width and
+    release; its new value."""
+    elem_id = elem_id or f"control-{name}"
+    slider = page.locator(f"#{elem_id} input[type=range]")
+    slider.scroll_into_view_if_needed()
+    box = slider.bounding_box()
     y = box["y"] + box["height"] / 2
     page.mouse.move(box["x"] + box["width"] * 0.5, y)
     page.mouse.down()
     page.mouse.move(box["x"] + box["width"] * fraction, y, steps=8)
     page.mouse.up()
-    return float(page.locator(f"#control-{name} input[type=number]").input_value())
+    return float(page.locator(f"#{elem_id} input[type=number]").input_value())
 
 
 def links(page, selector: str) -> list[str]:
@@ -101,7 +106,22 @@ def test_depth_then_edit_then_generate(page, tmp_path):
     wait_for_new_image(page, "#depth-overlay", example)
     wait_for_mesh(page, "#depth-mesh")
     page.get_by_text("head and neck pixels").wait_for()
+    turntable = page.locator("#depth-turntable video")
+    turntable.wait_for()
+    page.wait_for_function("v => v.readyState >= 2 && v.duration > 0", arg=turntable.element_handle())
     screenshot(page, tmp_path, "01_depth_estimation.png")
+
+    #    relighting: the light moved to the right, then to the left; each release re-shades the photo
+    assert drag_slider(page, "azimuth", 0.9, "light-azimuth") > 45
+    wait_for_new_image(page, "#relit-photo", None)
+    page.get_by_text("Lit from the right").wait_for()
+    before = image_src(page, "#relit-photo")
+    assert drag_slider(page, "azimuth", 0.1, "light-azimuth") < -45
+    wait_for_new_image(page, "#relit-photo", before)
+    page.get_by_text("Lit from the left").wait_for()
+    page.locator("#depth-normals img").wait_for()
+    wait_for_mesh(page, "#depth-mesh")
+    screenshot(page, tmp_path, "01_depth_relight.png")
 
     # 2. Editing: upload (the head is lifted into 3-D), then drag the yaw slider and then the smile slider; on
     #    each release a new edited photo (the photo moved in 3-D, the default method) replaces the old one

@@ -1,5 +1,6 @@
 """The model subcommands of ``python -m portrait`` on a tiny saved model."""
 
+import json
 import subprocess
 import sys
 
@@ -21,10 +22,10 @@ def astronaut(tmp_path_factory):
     return path
 
 
-def check_depth_files(out):
-    depth = np.load(out / "depth.npy")
+def check_depth_files(out, prefix=""):
+    depth = np.load(out / f"{prefix}depth.npy")
     assert depth.dtype == np.float32 and depth.shape == (32, 32)
-    png = np.asarray(Image.open(out / "depth.png"))
+    png = np.asarray(Image.open(out / f"{prefix}depth.png"))
     assert png.dtype == np.uint16
     np.testing.assert_array_equal(png == 0, np.isnan(depth))
     back = png16_to_depth(png)
@@ -32,18 +33,34 @@ def check_depth_files(out):
     if valid.sum() > 1:
         lo, hi = depth[valid].min(), depth[valid].max()
         np.testing.assert_allclose(back[valid], (depth[valid] - lo) / max(hi - lo, 1e-12), atol=1e-4)
-    assert Image.open(out / "depth_color.png").mode == "RGB"
-    assert (out / "mesh.glb").stat().st_size > 0 and (out / "mesh.ply").exists()
+    assert Image.open(out / f"{prefix}depth_color.png").mode == "RGB"
+    assert (out / f"{prefix}mesh.glb").stat().st_size > 0 and (out / f"{prefix}mesh.ply").exists()
 
 
 def test_depth_command_writes_every_file(tiny_model_dir, astronaut, tmp_path):
     out = tmp_path / "depth"
     assert main(["depth", str(astronaut), "--model", str(tiny_model_dir), "--out", str(out), "--steps", "2",
                  "--ensemble", "2"]) == 0
-    check_depth_files(out)
-    assert Image.open(out / "rgb.png").size == (32, 32)
-    assert Image.open(out / "composite.png").size == (512, 512)  # pasted back at the photo's resolution
-    assert np.load(out / "uncertainty.npy").shape == (32, 32)
+    check_depth_files(out, "crop_")  # the aligned crop's files
+    assert Image.open(out / "crop_rgb.png").size == (32, 32)
+    assert Image.open(out / "composite.png").size == (512, 512)  # over the photo at its resolution
+    assert np.load(out / "crop_uncertainty.npy").shape == (32, 32)
+
+    # the depth in the photo's own pixels, and the crop -> photo transform that links the two
+    depth = np.load(out / "depth.npy")
+    assert depth.dtype == np.float32 and depth.shape == (512, 512) and np.isfinite(depth).sum() > 1000
+    png = np.asarray(Image.open(out / "depth.png"))
+    assert png.dtype == np.uint16 and png.shape == depth.shape
+    np.testing.assert_array_equal(png == 0, np.isnan(depth))
+    alignment = json.loads((out / "alignment.json").read_text())
+    assert alignment["crop_size"] == [32, 32] and alignment["photo_size"] == [512, 512]
+    assert "photo_xy = A @ crop_xy + t" in alignment["usage"]
+    m = np.array(alignment["crop_to_photo"])
+    crop = np.load(out / "crop_depth.npy")
+    y, x = np.mgrid[0:32, 0:32] + 0.5  # crop pixel centres, carried into the photo as the usage says
+    at = np.stack([x, y], -1)[np.isfinite(crop)] @ m[:, :2].T + m[:, 2]
+    landed = depth[at[:, 1].astype(int).clip(0, 511), at[:, 0].astype(int).clip(0, 511)]
+    assert np.isfinite(landed).mean() > 0.9  # the crop's head lands on the photo's
 
 
 def test_generate_command_writes_one_folder_per_portrait(tiny_model_dir, astronaut, tmp_path):

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from portrait.data.folder import FolderWriter, PortraitDataset, load_folder, read_depth, scan_folder
+from portrait.data.folder import FolderWriter, PortraitDataset, load_folder, scan_folder
 from portrait.data.synthetic import SyntheticSpec, generate, source_faces, split_sources, write_dataset
-from portrait.depth import depth_to_png16
+from portrait.depth import depth_to_png16, read_depth
 
 SPEC = SyntheticSpec(identities=3, views=2, size=32, seed=3, test_fraction=0.3)
 

@@ -92,9 +92,10 @@ def test_estimate_depth_returns_images_mesh_and_downloads(ui, prepared):
     assert view.composite.size == PIL.Image.open(ASTRONAUT).size  # pasted back into the full photo
     assert view.mesh.endswith(".glb") and Path(view.mesh).stat().st_size > 0
     names = {Path(f).name for f in view.files}
-    assert {"rgb.png", "depth.png", "mesh.glb", "mesh.ply", "composite.png"} <= names
-    depth_png = next(f for f in view.files if Path(f).name == "depth.png")
-    assert np.asarray(PIL.Image.open(depth_png)).dtype == np.uint16  # 16-bit depth
+    assert {"crop_rgb.png", "crop_depth.png", "crop_mesh.glb", "crop_mesh.ply", "composite.png", "depth.png",
+            "depth.npy", "alignment.json"} <= names
+    depth_png = PIL.Image.open(next(f for f in view.files if Path(f).name == "depth.png"))
+    assert np.asarray(depth_png).dtype == np.uint16 and depth_png.size == PIL.Image.open(ASTRONAUT).size  # the photo's
     assert view.state is prepared and "head and neck pixels" in view.info
 
 

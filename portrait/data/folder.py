@@ -39,47 +39,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..depth import colorize_depth, depth_to_code, png16_to_depth
+from ..depth import DEPTH_SUFFIXES, colorize_depth, depth_to_code, read_depth
 
 logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 FORMAT = "portrait-rgbd"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-DEPTH_SUFFIXES = (".npy", ".png", ".exr")
 
 
 # --- depth files ------------------------------------------------------------------------------------------
-
-
-def read_depth(path: str | os.PathLike) -> np.ndarray:
-    """A depth file -> float32 ``[H, W]`` relative depth, NaN where unknown. Raises ``ValueError`` if unreadable."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".npy":
-        depth = np.load(path).astype(np.float32)
-    elif suffix == ".png":
-        png = np.asarray(Image.open(path))
-        if png.dtype != np.uint16 and png.dtype != np.int32:
-            raise ValueError(f"{path}: a depth PNG must be 16-bit, got {png.dtype}")
-        depth = png16_to_depth(png.astype(np.uint16))
-    elif suffix == ".exr":
-        os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")
-        import cv2
-
-        depth = cv2.imread(str(path), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_UNCHANGED)
-        if depth is None:
-            raise ValueError(f"{path}: OpenCV could not read this EXR file")
-        depth = np.asarray(depth, dtype=np.float32)
-        depth = depth[..., 0] if depth.ndim == 3 else depth
-        depth[~(np.isfinite(depth) & (depth > 0))] = np.nan
-    else:
-        raise ValueError(f"{path}: unknown depth format {suffix!r}; use one of {DEPTH_SUFFIXES}")
-    if depth.ndim == 3 and depth.shape[-1] == 1:
-        depth = depth[..., 0]
-    if depth.ndim != 2:
-        raise ValueError(f"{path}: depth must be [H, W], got shape {depth.shape}")
-    return depth
 
 
 # --- records ----------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..errors import InvalidImageError, PortraitError
+from ..errors import PortraitError
 from ..imageio import load_image
 from ..mesh import (
     DEFAULT_DEPTH_RANGE,
@@ -153,7 +153,9 @@ def _report(title: str, paths) -> None:
 
 
 def _run_mesh(args: argparse.Namespace) -> int:
-    depth = load_depth(args.depth)
+    from ..depth import read_depth
+
+    depth = read_depth(args.depth)
     if not np.isfinite(depth).any():
         raise PortraitError(f"the depth map '{args.depth}' has no known values (all NaN or 0)")
     rgb = load_image(args.rgb, min_size=1) if args.rgb else None
@@ -240,36 +242,6 @@ def _run_pose(args: argparse.Namespace) -> int:
 
 
 # --- file helpers -----------------------------------------------------------------------------------------
-
-
-def load_depth(path: str | Path) -> np.ndarray:
-    """Read a depth map: ``.npy`` (float, NaN = unknown) or the project's 16-bit PNG (0 = unknown)."""
-    from ..depth import png16_to_depth
-
-    path = Path(path)
-    if not path.is_file():
-        raise InvalidImageError(f"depth file not found: '{path}'")
-    if path.suffix.lower() == ".npy":
-        try:
-            depth = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise InvalidImageError(f"could not read the depth map '{path}': {exc}") from exc
-        depth = np.squeeze(depth)
-        if depth.ndim != 2 or not np.issubdtype(depth.dtype, np.number):
-            raise InvalidImageError(
-                f"the depth map must be a 2-D numeric array, got {depth.dtype} {depth.shape}"
-            )
-        return depth.astype(np.float32)
-    try:
-        with Image.open(path) as image:
-            png = np.asarray(image)
-    except OSError as exc:
-        raise InvalidImageError(f"could not read the depth map '{path}': {exc}") from exc
-    if png.ndim != 2 or png.dtype not in (np.uint16, np.int32):
-        raise InvalidImageError(
-            f"'{path}' is not a 16-bit single-channel depth PNG; save depth as .npy or with portrait.depth.depth_to_png16"
-        )
-    return png16_to_depth(png.astype(np.uint16))
 
 
 def _save(image: Image.Image, path: Path) -> Path:

@@ -82,7 +82,8 @@ def _solution(kind: str, min_confidence: float):
     """A mediapipe solution, created once per process and setting (importing mediapipe takes ~1 s).
 
     ``"detector"``: the full-range face detector (small and large faces); ``"mesh"``: the face mesh for
-    one face per image, with the irises (478 points).
+    one face per image, with the irises (478 points); ``"selfie"``: the person segmentation (the general,
+    square model; ``min_confidence`` unused).
     """
     key = (kind, min_confidence)
     if key not in _SOLUTIONS:
@@ -92,6 +93,10 @@ def _solution(kind: str, min_confidence: float):
             _SOLUTIONS[key] = face_detection.FaceDetection(
                 min_detection_confidence=min_confidence, model_selection=1
             )
+        elif kind == "selfie":
+            from mediapipe.python.solutions import selfie_segmentation
+
+            _SOLUTIONS[key] = selfie_segmentation.SelfieSegmentation(model_selection=0)
         else:
             from mediapipe.python.solutions import face_mesh
 

@@ -21,6 +21,7 @@ from ..depth import align_scale_shift, resize_depth, upsample_depth
 from ..face import AlignedFace, FaceMesh, PinholeCamera, face_mesh_from_landmarks, render_depth
 from ..face.align import box_reduction, warp_to_square
 from ..face.mesh import REGIONS, eye_centres
+from ..face.segmentation import clean_mask
 from ..mesh import depth_to_mesh
 from .warp import cast
 
@@ -106,7 +107,7 @@ def build_head_layer(
     weight = feather(on_mesh, MESH_FEATHER * depth.shape[0])  # 0 off the mesh -> 1 inside it
     z = np.where(on_mesh, weight * np.nan_to_num(mesh_z) + (1 - weight) * np.where(np.isfinite(z), z, mesh_z), z)
     z, head = upsample_depth(z, crop)
-    head = _clean(head)
+    head = clean_mask(head)
     z[~head] = np.nan
 
     # 3. The grid mesh at S / MESH_STEP, cut between parts. Not at depth jumps: a triangle across one (a
@@ -147,17 +148,6 @@ def _source(photo: Image.Image, to_photo: np.ndarray) -> tuple[np.ndarray, np.nd
     if reduce > 1:
         source = source.reduce(reduce)
     return np.asarray(source), to_photo / reduce
-
-
-def _clean(mask: np.ndarray) -> np.ndarray:
-    """The largest connected part of a mask, holes filled (no specks, no islands)."""
-    from scipy import ndimage
-
-    labels, count = ndimage.label(mask)
-    if count > 1:
-        sizes = ndimage.sum(mask, labels, index=np.arange(1, count + 1))
-        mask = labels == 1 + int(np.argmax(sizes))
-    return ndimage.binary_fill_holes(mask)
 
 
 def _parts(landmarks: np.ndarray, size: int) -> np.ndarray:
