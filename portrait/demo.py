@@ -27,7 +27,7 @@ import shutil
 import tempfile
 import threading
 import weakref
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +46,7 @@ EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 EXAMPLES = [str(p) for p in sorted(EXAMPLES_DIR.glob("*")) if p.suffix.lower() in (".png", ".jpg", ".jpeg")]
 # a photo and a driving video (made from grace_hopper.jpg by portrait.animation.script)
 ANIMATION_EXAMPLE = [str(EXAMPLES_DIR / "astronaut.png"), str(EXAMPLES_DIR / "driving.mp4")]
+PHOTO_MEMORY_MB = 2048  # the app's prepared photos (all sessions) past this: the least recently used are dropped
 DISPLAY_SIDES = (256, 1024)  # shown images are scaled into this range of longest side; downloads keep their size
 
 Progress = Callable[[int, int], None]
@@ -176,27 +177,39 @@ def _setting(name: str, value, label: str | None = None) -> float:
 class OutputStore:
     """The app's output files: one new folder per call under a private temporary folder.
 
-    Only the ``keep`` most recent folders are kept (the web server copies what it serves into its own
-    cache, which it cleans itself); the whole folder is removed by :meth:`close` or when the process exits.
+    Only the ``keep`` most recent folders are kept, and older ones are removed while all of them take more than
+    ``max_mb`` on disk (the web server copies what it serves into its own cache, which it cleans itself); the
+    whole folder is removed by :meth:`close` or when the process exits.
     """
 
-    def __init__(self, keep: int = 64, parent: str | Path | None = None):
+    def __init__(self, keep: int = 64, parent: str | Path | None = None, max_mb: float = 1024.0):
         self.root = Path(tempfile.mkdtemp(prefix="portrait-app-", dir=parent))
         self.keep = keep
+        self.max_bytes = int(max_mb * 2**20)
         self._folders: deque[Path] = deque()
+        self._sizes: dict[Path, int] = {}  # finished folders' sizes (a folder is written before the next is asked)
         self._lock = threading.Lock()
         self._count = 0
         self._finalizer = weakref.finalize(self, shutil.rmtree, self.root, ignore_errors=True)
 
     def new_folder(self, name: str = "call") -> Path:
         with self._lock:
+            for done in self._folders:
+                if done not in self._sizes:
+                    self._sizes[done] = sum(f.stat().st_size for f in done.rglob("*") if f.is_file())
             self._count += 1
             folder = self.root / f"{self._count:06d}-{name}"
             folder.mkdir(parents=True)
+            while self._folders and (len(self._folders) >= self.keep or sum(self._sizes.values()) > self.max_bytes):
+                oldest = self._folders.popleft()
+                self._sizes.pop(oldest, None)
+                shutil.rmtree(oldest, ignore_errors=True)
             self._folders.append(folder)
-            while len(self._folders) > self.keep:
-                shutil.rmtree(self._folders.popleft(), ignore_errors=True)
         return folder
+
+    def disk_bytes(self) -> int:
+        """What the store holds on disk now."""
+        return sum(f.stat().st_size for f in self.root.rglob("*") if f.is_file())
 
     def close(self) -> None:
         self._finalizer()
@@ -207,11 +220,85 @@ class OutputStore:
 
 @dataclass
 class PhotoState:
-    """One user's prepared photo, kept in the session (``gr.State``) and reused until a new upload."""
+    """A prepared photo, kept in the session (``gr.State``) and in the app's :class:`PhotoCache`, and reused by
+    every tab and every user given the same file until the cache drops it (``photo`` None again)."""
 
-    source: str  # the uploaded file's path (the web server gives every distinct upload its own path)
-    photo: Photo
+    source: str  # the upload's content key (:func:`content_key`): the same photo in another tab is the same state
+    photo: Photo | None
     depth: PortraitResult | None = None  # the depth tab's latest estimate of this photo (relighting reuses it)
+
+    def nbytes(self) -> int:
+        """About how much memory the prepared photo holds: its pictures, arrays and the model's features."""
+        if self.photo is None:
+            return 0
+        return _nbytes([self.photo.__dict__, self.depth.__dict__ if self.depth is not None else {}])
+
+
+def _nbytes(value, seen: set | None = None) -> int:
+    """The bytes of the arrays, tensors and pictures in ``value`` (nested containers and objects followed once)."""
+    seen = set() if seen is None else seen
+    if id(value) in seen or value is None or isinstance(value, (str, bytes, int, float, bool)):
+        return 0
+    seen.add(id(value))
+    if isinstance(value, np.ndarray):
+        return value.nbytes
+    if isinstance(value, PIL.Image.Image):
+        return value.width * value.height * len(value.getbands())
+    if hasattr(value, "element_size") and hasattr(value, "nelement"):  # a torch tensor
+        return value.element_size() * value.nelement()
+    if isinstance(value, dict):
+        return sum(_nbytes(v, seen) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_nbytes(v, seen) for v in value)
+    if hasattr(value, "__dict__") and not callable(value):
+        return _nbytes(vars(value), seen)
+    return 0
+
+
+def content_key(path: str | Path) -> str:
+    """The key of an uploaded file: a hash of its bytes (the web server gives every upload a new path)."""
+    import hashlib
+
+    digest = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class PhotoCache:
+    """The prepared photos of all sessions, least recently used first: past ``max_mb`` of memory the oldest are
+    emptied (their session then prepares the photo again on its next job)."""
+
+    def __init__(self, max_mb: float = PHOTO_MEMORY_MB):
+        self.max_bytes = int(max_mb * 2**20)
+        self._states: OrderedDict[str, PhotoState] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> PhotoState | None:
+        with self._lock:
+            state = self._states.get(key)
+            if state is None or state.photo is None:
+                return None
+            self._states.move_to_end(key)
+            return state
+
+    def put(self, state: PhotoState) -> PhotoState:
+        """Keep ``state`` as the most recent, then empty the oldest while all of them hold more than the budget
+        (the newest is always kept)."""
+        with self._lock:
+            self._states[state.source] = state
+            self._states.move_to_end(state.source)
+            while len(self._states) > 1 and self.nbytes() > self.max_bytes:
+                _, oldest = self._states.popitem(last=False)
+                oldest.photo = oldest.depth = None
+            return state
+
+    def nbytes(self) -> int:
+        return sum(state.nbytes() for state in self._states.values())
+
+    def __len__(self) -> int:
+        return len(self._states)
 
 
 class DepthView(NamedTuple):
@@ -286,21 +373,30 @@ class AnimateView(NamedTuple):
 class StudioDemo:
     """Every handler of the app, over one shared (stateless) studio and one output store."""
 
-    def __init__(self, studio: Studio, store: OutputStore | None = None):
+    def __init__(self, studio: Studio, store: OutputStore | None = None, photos: PhotoCache | None = None):
         self.studio = studio
         self.store = store if store is not None else OutputStore()
+        self.photos = photos if photos is not None else PhotoCache()
 
     # --- per upload -----------------------------------------------------------------------------------------
 
     def photo(self, image: str | None, state: PhotoState | None = None) -> PhotoState:
-        """The prepared photo for ``image``: ``state`` when it holds this upload, else found, aligned and
-        meshed now. Raises PortraitError (no image, not an image, too large, no face)."""
+        """The prepared photo for ``image``: ``state`` when it holds this file, else the cache's (the same file in
+        another tab or session), else found, aligned and meshed now. Raises PortraitError (no image, not an image,
+        too large, no face)."""
         if image is None or str(image) == "":
             raise PortraitError("Upload a photo first (or pick one of the examples).")
-        if state is not None and state.source == str(image):
-            return state
         try:
-            return PhotoState(source=str(image), photo=self.studio.prepare(image))
+            key = content_key(image)
+        except OSError as err:
+            raise PortraitError(f"could not read {Path(image).name}: {err.strerror or err}") from err
+        if state is not None and state.source == key and state.photo is not None:
+            return self.photos.put(state)
+        cached = self.photos.get(key)
+        if cached is not None:
+            return cached
+        try:
+            return self.photos.put(PhotoState(source=key, photo=self.studio.prepare(image)))
         except PortraitError as err:  # name the user's file, not the server's copy of it
             raise type(err)(str(err).replace(str(image), Path(image).name)) from err
 

@@ -18,6 +18,7 @@ from portrait.video import VideoWriter, probe
 
 ROOT = Path(__file__).resolve().parent.parent
 ASTRONAUT = str(ROOT / "examples" / "astronaut.png")
+GRACE = str(ROOT / "examples" / "grace_hopper.jpg")
 DRIVING = str(ROOT / "examples" / "driving.mp4")
 
 
@@ -41,7 +42,7 @@ def ui(studio, tmp_path):
 @pytest.fixture(scope="module")
 def prepared(studio):
     """The astronaut photo, prepared once for the module (face finding is the slow part)."""
-    return PhotoState(ASTRONAUT, studio.prepare(ASTRONAUT))
+    return PhotoState(demo.content_key(ASTRONAUT), studio.prepare(ASTRONAUT))
 
 
 def bad_inputs(folder: Path) -> dict[str, tuple[str, type]]:
@@ -130,7 +131,7 @@ def test_edit_follows_the_controls(ui, studio):
 
     from .test_scene import head_and_neck_depth
 
-    state = PhotoState(ASTRONAUT, studio.prepare(ASTRONAUT))
+    state = PhotoState(demo.content_key(ASTRONAUT), studio.prepare(ASTRONAUT))
     photo = state.photo
     photo.layers[id(studio.pipe)] = build_head_layer(photo.image, photo.face, head_and_neck_depth(photo.face))
     start = ui.load_for_edit(ASTRONAUT, state)
@@ -332,3 +333,33 @@ def test_imports_stay_light():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+# --- bounded memory and disk ----------------------------------------------------------------------------------
+
+
+def test_one_prepared_photo_per_file_shared_by_tabs_and_dropped_past_the_memory_budget(studio, tmp_path):
+    import shutil
+
+    copy = tmp_path / "same_photo.png"  # the same file uploaded again (another tab): another path, same content
+    shutil.copy(ASTRONAUT, copy)
+    ui = StudioDemo(studio, OutputStore(parent=tmp_path), demo.PhotoCache(max_mb=1e6))
+    first = ui.photo(ASTRONAUT)
+    assert ui.photo(str(copy)) is first and ui.photo(ASTRONAUT, first) is first and len(ui.photos) == 1
+    assert first.nbytes() >= 512 * 512 * 3  # at least the photo itself
+
+    tight = StudioDemo(studio, OutputStore(parent=tmp_path), demo.PhotoCache(max_mb=first.nbytes() * 1.5 / 2**20))
+    a = tight.photo(ASTRONAUT)
+    b = tight.photo(str(GRACE))
+    assert b.photo is not None and a.photo is None  # the least recently used was emptied
+    again = tight.photo(ASTRONAUT, a)  # its session prepares it again on its next job
+    assert again.photo is not None and np.array_equal(np.asarray(again.photo.crop), np.asarray(first.photo.crop))
+
+
+def test_the_output_store_stays_under_its_disk_budget(tmp_path):
+    store = OutputStore(keep=100, parent=tmp_path, max_mb=0.5)
+    for _ in range(8):
+        folder = store.new_folder()
+        (folder / "file.bin").write_bytes(b"x" * 200_000)
+    assert store.disk_bytes() <= 0.5 * 2**20 + 200_000  # the budget, plus the folder being written
+    assert len(list(store.root.iterdir())) < 8

@@ -142,9 +142,9 @@ def ui(studio, tmp_path):
 
 
 def test_relight_estimates_the_depth_once_then_reuses_it(ui, photo, monkeypatch):
-    from portrait.demo import PhotoState
+    from portrait.demo import PhotoState, content_key
 
-    state = PhotoState(ASTRONAUT, photo)
+    state = PhotoState(content_key(ASTRONAUT), photo)
     view = ui.relight(ASTRONAUT, azimuth=-60, elevation=20, strength=0.0, state=state)
     assert state.depth is not None and view.state is state  # estimated first: there was none
     assert np.array_equal(np.asarray(view.photo), np.asarray(photo.image))  # zero strength: the photo itself
@@ -158,10 +158,10 @@ def test_relight_estimates_the_depth_once_then_reuses_it(ui, photo, monkeypatch)
 
 
 def test_the_depth_tab_keeps_its_estimate_and_shows_the_turntable(ui, photo):
-    from portrait.demo import PhotoState
+    from portrait.demo import PhotoState, content_key
     from portrait.video import probe
 
-    state = PhotoState(ASTRONAUT, photo)
+    state = PhotoState(content_key(ASTRONAUT), photo)
     view = ui.estimate_depth(ASTRONAUT, ensemble_size=1, steps=1, state=state)
     assert state.depth is not None  # relighting reuses it
     info = probe(view.turntable)
