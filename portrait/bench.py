@@ -169,7 +169,7 @@ def bench_app(args) -> dict:
     default; without one installed, the default architecture with random weights (same compute)."""
     from statistics import median
 
-    from .demo import EXAMPLES, SETTINGS, OutputStore, StudioDemo, load_studio, warm_up
+    from .demo import EXAMPLES, SETTINGS, OutputStore, PhotoCache, StudioDemo, load_studio, warm_up
     from .errors import ModelNotFoundError
 
     try:
@@ -189,9 +189,13 @@ def bench_app(args) -> dict:
 
     upload, lift, release, regenerate = [], [], [], []
     state = ui.load_for_edit(photo).state  # the editing tab's upload: face found, head lifted into 3-D
+    def fresh(handler):  # a new upload: nothing of the photo prepared yet (no session state, an empty cache)
+        ui.photos = PhotoCache()
+        return handler(photo, state=None)
+
     for i in range(args.repeats):
-        upload.append(timed(lambda: ui.estimate_depth(photo, state=None)))  # state=None: a fresh upload
-        lift.append(timed(lambda: ui.load_for_edit(photo, state=None)))
+        upload.append(timed(lambda: fresh(ui.estimate_depth)))
+        lift.append(timed(lambda: fresh(ui.load_for_edit)))
         yaw = 15.0 if i % 2 == 0 else -15.0  # the two edit methods side by side, interleaved
         release.append(timed(lambda yaw=yaw: ui.edit(photo, yaw=yaw, state=state, method="warp")))
         regenerate.append(timed(lambda yaw=yaw: ui.edit(photo, yaw=yaw, state=state, method="regenerate")))
