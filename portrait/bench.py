@@ -10,6 +10,8 @@ two variants interleaved, best of ``--repeats``), because absolute times on a sh
 - ``mesh``: a 512x512 depth map to a GLB (the 3D viewer's path).
 - ``animate``: an animation of the example photo by the example clip at the app's settings: output frames per
   second, the set-up, and the memory after the first and the last frame.
+- ``load``: the app served on localhost under concurrent users over every endpoint, bad inputs interleaved:
+  failures, refusals, latency per endpoint, throughput, memory and disk.
 - ``app``: the app's two interactive paths with the studio and the app's handlers, in-process: photo upload
   to depth + mesh shown, and slider release to the new image; and the peak memory.
 """
@@ -281,13 +283,154 @@ def bench_animate(args) -> dict:
     }
 
 
-SECTIONS = {"core": bench_core, "mesh": bench_mesh, "app": bench_app, "animate": bench_animate}
+def _bad_inputs(folder) -> dict[str, str]:
+    """Files a user might send by mistake: each must be refused with a message."""
+    import numpy as np
+    import PIL.Image
+
+    from .demo import EXAMPLES
+
+    files = {"not an image": folder / "notes.png", "truncated JPEG": folder / "cut.jpg",
+             "no face": folder / "no_face.png", "1x1": folder / "dot.png", "empty file": folder / "empty.png"}
+    files["not an image"].write_text("this is a text file, renamed")
+    whole = (folder / "whole.jpg")
+    PIL.Image.open(EXAMPLES[-1]).save(whole, quality=90)
+    files["truncated JPEG"].write_bytes(whole.read_bytes()[:4000])
+    yy, xx = np.mgrid[0:256, 0:256]
+    PIL.Image.fromarray(np.stack([xx, yy, np.full_like(xx, 128)], -1).astype(np.uint8)).save(files["no face"])
+    PIL.Image.new("RGB", (1, 1)).save(files["1x1"])
+    files["empty file"].write_bytes(b"")
+    return {name: str(path) for name, path in files.items()}
+
+
+def bench_load(args) -> dict:
+    """The app served on localhost, ``--users`` concurrent ``gradio_client`` users each running ``--rounds`` rounds
+    over every endpoint (depth, relight, edit, generate, a short animation) with a bad input interleaved in each
+    round (not an image, a truncated JPEG, no face, 1x1, an empty file; each must be refused with its message).
+    Reports failed good requests, refused bad ones, p50 / p95 latency per endpoint, throughput, the process's
+    memory after warm-up and after the run, and the growth of the temporary folders on disk."""
+    import random
+    import socket
+    import statistics
+    import sys
+    import tempfile
+    import threading
+    from pathlib import Path
+
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    import app
+
+    from .demo import EXAMPLES, load_studio, warm_up
+    from .video import VideoWriter, frames
+
+    root = Path(tempfile.mkdtemp(prefix="portrait-load-"))
+    tempfile.tempdir = str(root)  # the app's output store and Gradio's uploads land here, to be measured
+    import os
+
+    os.environ["GRADIO_TEMP_DIR"] = str(root / "gradio")
+    os.environ["GRADIO_EXAMPLES_CACHE"] = str(root / "examples")
+    clip = root / "clip.mp4"
+    with VideoWriter(clip, 25.0) as video:  # a short driving clip: every 8th frame of the example's turn
+        for i, frame in enumerate(frames(Path(EXAMPLES[0]).parent / "driving.mp4", 48)):
+            if i % 8 == 0:
+                video.write(frame)
+    bad = _bad_inputs(root)
+    studio = load_studio(args.model)
+    warm_up(studio)
+    blocks = app.build_demo(studio, args.model)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    _, url, _ = blocks.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                              max_file_size=app.MAX_FILE_SIZE)
+
+    def disk() -> int:
+        return sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
+
+    photo = EXAMPLES[0]
+    calls = {  # endpoint -> its arguments after the photo
+        "/estimate_depth": lambda c, p: c.predict(handle_file(p), ensemble_size=2, steps=10, seed=0,
+                                                  api_name="/estimate_depth"),
+        "/relight": lambda c, p: c.predict(handle_file(p), azimuth=-45, elevation=20, strength=0.8,
+                                           api_name="/relight"),
+        "/edit": lambda c, p: c.predict(handle_file(p), yaw=random.choice([-15, 15]), smile=0.4, api_name="/edit"),
+        "/generate": lambda c, p: c.predict(handle_file(p), num_images=1, seed=0, api_name="/generate"),
+        "/animate": lambda c, p: c.predict(handle_file(p), handle_file(str(clip)), output="crop", max_seconds=1,
+                                           seed=0, api_name="/animate"),
+    }
+    latencies = {name: [] for name in calls}
+    failures, refused, accepted_bad, lock = [], 0, [], threading.Lock()
+    try:
+        warm = Client(url, verbose=False)
+        for call in calls.values():
+            call(warm, photo)
+        rss_warm, disk_warm = _rss_mb(), disk()
+
+        def user(index: int) -> None:
+            nonlocal refused
+            client = Client(url, verbose=False)
+            names = list(bad)
+            for round_ in range(args.rounds):
+                for name, call in calls.items():
+                    start = time.perf_counter()
+                    try:
+                        call(client, photo)
+                        with lock:
+                            latencies[name].append(time.perf_counter() - start)
+                    except Exception as err:  # noqa: BLE001 - every failure of a good request is counted
+                        with lock:
+                            failures.append(f"{name}: {err}")
+                bad_name = names[(index + round_) % len(names)]
+                try:
+                    calls["/estimate_depth"](client, bad[bad_name])
+                    with lock:
+                        accepted_bad.append(bad_name)
+                except AppError as err:
+                    with lock:
+                        refused += bool(str(err).strip()) and "Traceback" not in str(err)
+                except Exception as err:  # noqa: BLE001 - refused, but not with the app's message
+                    with lock:
+                        accepted_bad.append(f"{bad_name}: {err.__class__.__name__}: {err}")
+
+        start = time.perf_counter()
+        threads = [threading.Thread(target=user, args=(i,)) for i in range(args.users)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall = time.perf_counter() - start
+    finally:
+        blocks.close()
+    good = sum(len(v) for v in latencies.values())
+
+    def quantile(values, q):
+        return round(statistics.quantiles(values, n=20)[int(q * 20) - 1], 2) if len(values) >= 2 else None
+
+    return {
+        "model": args.model or "embedded default", "hardware": hardware(),
+        "users": args.users, "rounds": args.rounds,
+        "good_requests": good + len(failures), "good_failed": len(failures), "failures": failures[:5],
+        "bad_requests": args.users * args.rounds, "bad_refused_with_a_message": refused, "bad_not_refused_by_the_app": accepted_bad,
+        "latency_s": {name: {"p50": round(statistics.median(v), 2) if v else None, "p95": quantile(v, 0.95)}
+                      for name, v in latencies.items()},
+        "throughput_requests_per_s": round((good + args.users * args.rounds) / wall, 2),
+        "rss_after_warm_up_mb": round(rss_warm, 1), "rss_after_run_mb": round(_rss_mb(), 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "disk_after_warm_up_mb": round(disk_warm / 2**20, 1), "disk_after_run_mb": round(disk() / 2**20, 1),
+    }
+
+
+SECTIONS = {"core": bench_core, "mesh": bench_mesh, "app": bench_app, "animate": bench_animate, "load": bench_load}
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m portrait.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("section", nargs="?", default="all", choices=[*SECTIONS, "all"])
+    parser.add_argument("section", nargs="?", default="all", choices=[*SECTIONS, "all"],
+                        help="all: every section but load (it serves the app)")
     parser.add_argument("--preset", default="default", choices=sorted(PRESETS), help="model size (core)")
     parser.add_argument("--model", help="time a saved model folder instead of a preset")
     parser.add_argument("--resolution", type=int, help="override the preset's working resolution")
@@ -295,6 +438,8 @@ def main(argv=None) -> None:
     parser.add_argument("--guidance", type=float, default=2.0, help="guidance of the timed generation")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=5.0, help="animate: the driving clip's length (looped)")
+    parser.add_argument("--users", type=int, default=8, help="load: concurrent users")
+    parser.add_argument("--rounds", type=int, default=3, help="load: rounds over every endpoint per user")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of lines")
     args = parser.parse_args(argv)
 
@@ -306,7 +451,7 @@ def main(argv=None) -> None:
         parser.error("--preset sd15 needs a GPU (it times fp16 at 512x512)")
     results = {}
     for name, fn in SECTIONS.items():
-        if args.section in (name, "all"):
+        if args.section == name or (args.section == "all" and name != "load"):
             results[name] = fn(args)
     if args.json:
         print(json.dumps(results, indent=2))
