@@ -40,6 +40,7 @@ import numpy as np
 from PIL import Image
 
 from ..depth import DEPTH_SUFFIXES, colorize_depth, depth_to_code, read_depth
+from ..imageio import load_image
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ def load_sample(record: Record) -> LoadedSample:
     if record.depth is None or not record.depth.is_file():
         raise ValueError("missing depth")
     try:
-        rgb = np.asarray(Image.open(record.image).convert("RGB"))
+        rgb = np.asarray(load_image(record.image, min_size=1))  # the one image loader: modes, EXIF, size limits
     except (OSError, ValueError) as err:
         raise ValueError(f"unreadable image ({err})") from err
     try:
