@@ -226,6 +226,7 @@ class PhotoState:
     source: str  # the upload's content key (:func:`content_key`): the same photo in another tab is the same state
     photo: Photo | None
     depth: PortraitResult | None = None  # the depth tab's latest estimate of this photo (relighting reuses it)
+    path: str | None = None  # the upload it was last given as (the server gives every upload its own path)
 
     def nbytes(self) -> int:
         """About how much memory the prepared photo holds: its pictures, arrays and the model's features."""
@@ -386,17 +387,19 @@ class StudioDemo:
         too large, no face)."""
         if image is None or str(image) == "":
             raise PortraitError("Upload a photo first (or pick one of the examples).")
+        if state is not None and state.photo is not None and state.path == str(image):  # a slider move: no hashing
+            return self.photos.put(state)
         try:
             key = content_key(image)
         except OSError as err:
             raise PortraitError(f"could not read {Path(image).name}: {err.strerror or err}") from err
-        if state is not None and state.source == key and state.photo is not None:
+        if state is None or state.source != key or state.photo is None:
+            state = self.photos.get(key)
+        if state is not None:
+            state.path = str(image)
             return self.photos.put(state)
-        cached = self.photos.get(key)
-        if cached is not None:
-            return cached
         try:
-            return self.photos.put(PhotoState(source=key, photo=self.studio.prepare(image)))
+            return self.photos.put(PhotoState(source=key, photo=self.studio.prepare(image), path=str(image)))
         except PortraitError as err:  # name the user's file, not the server's copy of it
             raise type(err)(str(err).replace(str(image), Path(image).name)) from err
 

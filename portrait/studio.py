@@ -91,8 +91,7 @@ class Photo:
         """``[2, 3]`` affine from the crop's pixels at ``size`` to the photo's (continuous coordinates,
         ``photo_xy = A @ crop_xy + t``): the alignment, or the centred square an unaligned crop was cut from."""
         if self.face is not None:
-            m = self.face.crop_to_photo
-            return np.column_stack([m[:, :2] * (self.face.size / size), m[:, 2]])
+            return self.face.crop_to_photo_at(size)
         side = min(self.image.size)
         left, top = (self.image.width - side) // 2, (self.image.height - side) // 2
         return np.array([[side / size, 0.0, left], [0.0, side / size, top]])
@@ -367,8 +366,7 @@ class Studio:
         face = photo.face
         if face is not None:
             size = output_size(face)
-            to_photo = np.column_stack([face.crop_to_photo[:, :2] * (face.size / size), face.crop_to_photo[:, 2]])
-            crop = np.asarray(warp_to_square(photo.image, to_photo, size))
+            crop = np.asarray(warp_to_square(photo.image, face.crop_to_photo_at(size), size))
         else:
             crop = np.asarray(photo.crop)
             size = crop.shape[0]
@@ -435,7 +433,7 @@ class Studio:
         With a ``plate`` (:meth:`background_plate`) the model is not called: the background behind the head comes
         from the plate and the holes inside the head are continued from their surroundings (an animation's frames
         share one painted background and cannot flicker)."""
-        from .compositing import composite, prefill
+        from .compositing import prefill
 
         if not view.holes.any():
             return view.image
@@ -451,15 +449,24 @@ class Studio:
         start[view.mouth] = mouth_cavity(start, view.mouth, size / 32)
         if plate is not None:
             return start
+        # an opened mouth keeps its shaded pre-fill: the model never saw one (see MOUTH_SHADE)
+        return self._paint(photo, start, view.holes, view.fill_depth, view.holes & ~view.mouth, steps, guidance,
+                           seed, callback)
+
+    def _paint(self, photo: Photo, start: np.ndarray, holes: np.ndarray, depth: np.ndarray, into: np.ndarray,
+               steps: int, guidance: float, seed: int, callback) -> np.ndarray:
+        """``start`` ``[S, S, 3]`` (its holes pre-filled) with the joint model's painting of ``holes`` (RGB known
+        outside them; ``depth`` known everywhere, NaN = background) composited into ``into``, colour-matched."""
+        from .compositing import composite
+
+        size = holes.shape[0]
         out = self.pipe.inpaint(
-            photo.crop, rgb=start, rgb_known=~view.holes, depth=view.fill_depth,
-            depth_known=np.ones_like(view.holes), strength=FILL_STRENGTH, num_inference_steps=steps,
-            guidance_scale=guidance, generator=_generator(seed), callback=callback,
-            reference_features=self.reference_features(photo),
+            photo.crop, rgb=start, rgb_known=~holes, depth=depth, depth_known=np.ones_like(holes),
+            strength=FILL_STRENGTH, num_inference_steps=steps, guidance_scale=guidance, generator=_generator(seed),
+            callback=callback, reference_features=self.reference_features(photo),
         )
         painted = np.asarray(out.images[0].resize((size, size), PIL.Image.Resampling.BICUBIC))
-        # an opened mouth keeps its shaded pre-fill: the model never saw one (see MOUTH_SHADE)
-        return composite(start, painted, view.holes & ~view.mouth, feather_px=size / 128, ring_px=size / 64)
+        return composite(start, painted, into, feather_px=size / 128, ring_px=size / 64)
 
     @_one_at_a_time
     def background_plate(self, photo: Photo, poses: list[FaceControls], steps: int = FILL_STEPS,
@@ -467,7 +474,7 @@ class Studio:
         """``[S, S, 3]`` uint8: the output crop with the background that the head uncovers in any of ``poses``
         painted once by the joint model (RGB known elsewhere, depth known: background there, the head at rest
         elsewhere). The photo's own pixels everywhere else."""
-        from .compositing import composite, prefill
+        from .compositing import prefill
 
         layer = self.head_layer(photo)
         behind = np.zeros_like(layer.covered)
@@ -481,13 +488,7 @@ class Studio:
         start = prefill(layer.crop, behind, radius_px=size / 128)
         depth = layer.depth.copy()
         depth[behind] = np.nan
-        out = self.pipe.inpaint(
-            photo.crop, rgb=start, rgb_known=~behind, depth=depth, depth_known=np.ones_like(behind),
-            strength=FILL_STRENGTH, num_inference_steps=steps, guidance_scale=guidance, generator=_generator(seed),
-            callback=callback, reference_features=self.reference_features(photo),
-        )
-        painted = np.asarray(out.images[0].resize((size, size), PIL.Image.Resampling.BICUBIC))
-        return composite(start, painted, behind, feather_px=size / 128, ring_px=size / 64)
+        return self._paint(photo, start, behind, depth, behind, steps, guidance, seed, callback)
 
     def _regenerate(self, photo, controls, target_depth, strength, steps, guidance, seed, callback) -> PortraitResult:
         """The whole face crop re-sampled by the model to follow a target depth (see :meth:`edit`)."""

@@ -151,11 +151,6 @@ def motion_from_landmarks(landmarks: np.ndarray, fps: float, gains: dict[str, fl
 
 def track(frames, fps: float, mesh: FaceMesh, smoothing: OneEuro | None = SMOOTHING) -> DrivingMotion:
     """The motion of the face in ``frames`` (an iterable of RGB ``[H, W, 3]`` uint8) for the photo's ``mesh``."""
-    from ..face.tracking import LandmarkTracker
+    from ..face.tracking import track_landmarks
 
-    points = []
-    with LandmarkTracker() as tracker:
-        for rgb in frames:
-            found = tracker(rgb)
-            points.append(found if found is not None else np.full((478, 3), np.nan, np.float32))
-    return motion_from_landmarks(np.stack(points), fps, expression_gains(mesh), smoothing)
+    return motion_from_landmarks(track_landmarks(frames), fps, expression_gains(mesh), smoothing)

@@ -40,12 +40,10 @@ BARS = {"pose_error_deg": 3.0, "identity_max": 0.45}  # jitter: no larger than t
 
 def track_video(path) -> np.ndarray:
     """``[N, 478, 3]`` landmarks of the face through a video (NaN where it is lost)."""
-    from ..face.tracking import LandmarkTracker
+    from ..face.tracking import track_landmarks
     from ..video import frames
 
-    with LandmarkTracker() as tracker:
-        return np.stack([p if (p := tracker(f)) is not None else np.full((478, 3), np.nan, np.float32)
-                         for f in frames(path)])
+    return track_landmarks(frames(path))
 
 
 def _iod(points: np.ndarray) -> float:

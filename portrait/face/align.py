@@ -71,6 +71,11 @@ class AlignedFace:
         out = np.asarray(xy, dtype=np.float64) @ inv[:, :2].T + inv[:, 2]
         return out * ((size or self.size) / self.size)
 
+    def crop_to_photo_at(self, size: int) -> np.ndarray:
+        """``[2, 3]`` :attr:`crop_to_photo` for the same crop rendered at ``size`` pixels."""
+        m = self.crop_to_photo
+        return np.column_stack([m[:, :2] * (self.size / size), m[:, 2]])
+
     def landmarks_at(self, size: int) -> np.ndarray:
         """``[478, 3]`` landmarks for the same crop rendered at ``size`` pixels."""
         return self.landmarks * (size / self.size)

@@ -60,3 +60,11 @@ class LandmarkTracker:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def track_landmarks(frames) -> np.ndarray:
+    """``[N, 478, 3]`` float32 landmarks of the face through ``frames`` (RGB ``[H, W, 3]`` uint8, any iterable),
+    NaN in the frames where it is lost."""
+    with LandmarkTracker() as tracker:
+        return np.stack([p if (p := tracker(f)) is not None else np.full((NUM_LANDMARKS, 3), np.nan, np.float32)
+                         for f in frames])

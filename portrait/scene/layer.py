@@ -93,7 +93,7 @@ def build_head_layer(
     """
     size = size or output_size(face)
     # 1. The photo's crop at S (the guide and the background) and the photo to sample from
-    to_photo = np.column_stack([face.crop_to_photo[:, :2] * (face.size / size), face.crop_to_photo[:, 2]])
+    to_photo = face.crop_to_photo_at(size)
     crop = np.asarray(warp_to_square(photo, to_photo, size))
     source, crop_to_source = _source(photo, to_photo)
 
