@@ -179,6 +179,13 @@ def fill_nearest(depth: np.ndarray) -> np.ndarray:
     return depth[tuple(nearest)]
 
 
+def on_mask(depth: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Depth ``[H, W]`` on exactly ``mask``: NaN outside, and where the mask holds pixels the depth does not (e.g.
+    hair a cleaned silhouette added), the nearest known depth inside the mask."""
+    mask = np.asarray(mask, dtype=bool)
+    return np.where(mask, fill_nearest(np.where(mask, depth, np.nan)), np.nan).astype(np.float32)
+
+
 def upsample_depth(
     depth: np.ndarray, guide: np.ndarray, radius: int | None = None, eps: tuple[float, float] = (1e-2, 1e-4),
     transform: np.ndarray | None = None,

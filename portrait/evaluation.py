@@ -11,6 +11,12 @@ Protocol (written down so anyone can rerun it; ``python -m portrait eval --model
   at the crop camera's reference distance (``portrait.mesh.camera_distance()``, 3.8 crop widths at 15
   degrees; at that distance a face spans only a few percent of its depth, so these two are near 0 and 1 for
   every method and mostly tell scale errors).
+- Masks. The model finds the head itself, as in the app: its depth's own mask made clean with the person
+  segmentation (:func:`portrait.face.segmentation.head_silhouette`, the app's ``Photo.head_mask``), the depth
+  continued over what that adds (``portrait.depth.on_mask``). Every model row is scored where both its mask
+  and the ground truth's are (``coverage``: the share of the ground-truth mask it covers), and the mask's
+  ``IoU`` with the ground truth is reported beside it. One row, marked ``[given mask]``, hands the model the
+  ground-truth mask instead (the app's method; what earlier versions of this protocol reported).
 - Methods, in the same run: the model from pure noise; the model started from the face-mesh depth noised to
   ``prior_strength`` (SDEdit), as it is and averaged with the mesh where the mesh exists (``+ blend W``:
   ``portrait.depth.blend_depth`` with weight ``W``, as the pipeline does by default); the mediapipe face-mesh depth (landmarks of the test image, rendered; defined
@@ -55,11 +61,16 @@ class DepthScores:
     abs_rel: float  # at the stated camera distance
     delta1: float
     coverage: float  # fraction of the ground-truth mask where the prediction is defined
+    iou: float | None = None  # of the prediction's own mask with the ground truth's (None: a given mask, or none)
 
 
 def depth_scores(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray, region: np.ndarray | None = None,
-                 camera_distance: float | None = None, scored: np.ndarray | None = None) -> DepthScores | None:
+                 camera_distance: float | None = None, scored: np.ndarray | None = None,
+                 own_mask: bool = False) -> DepthScores | None:
     """Scores of a relative depth ``pred`` against the ground truth ``gt`` (any units) inside ``mask``.
+
+    ``own_mask``: ``pred`` is defined on a head mask of its own (not the ground truth's); its IoU with ``mask``
+    is reported.
 
     ``region`` further restricts the aligned and scored pixels (e.g. where the face mesh exists).
     ``scored`` restricts only the scored pixels: the prediction is aligned over the whole mask, then scored
@@ -71,6 +82,7 @@ def depth_scores(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray, region: np.
     mask = mask & np.isfinite(gt)
     valid = mask & np.isfinite(pred)
     coverage = float(valid.sum() / max(mask.sum(), 1))
+    iou = float(valid.sum() / max((mask | np.isfinite(pred)).sum(), 1)) if own_mask else None
     if region is not None:
         valid &= region
     if valid.sum() < 16:
@@ -92,7 +104,7 @@ def depth_scores(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray, region: np.
     return DepthScores(
         rmse=float(np.sqrt(np.mean(err**2))), mae=float(np.mean(np.abs(err))),
         abs_rel=float(np.mean(np.abs(p_abs - g_abs) / g_abs)), delta1=float(np.mean(ratio < 1.25)),
-        coverage=coverage,
+        coverage=coverage, iou=iou,
     )
 
 
@@ -110,17 +122,39 @@ def mean_face_depth(depths: np.ndarray, masks: np.ndarray) -> np.ndarray:
     return mean.astype(np.float32)
 
 
-def mesh_depth(image, size: int) -> np.ndarray | None:
-    """The mediapipe face-mesh depth of a square face crop ``image`` at ``size`` (NaN off the mesh), or None."""
+def find_landmarks(image):
+    """The mediapipe landmarks ``[478, 3]`` of a square face crop ``image`` (its pixels), or None."""
     from .errors import NoFaceError
-    from .face import detect_landmarks, face_mesh_from_landmarks, render_depth
+    from .face import detect_landmarks
 
     try:
-        landmarks = detect_landmarks(image)
+        return detect_landmarks(image).points
     except NoFaceError:
         return None
-    mesh = face_mesh_from_landmarks(landmarks.points, image.size[0])
-    return render_depth(mesh, size).depth
+
+
+def mesh_depth(image, size: int, points: np.ndarray | None = None) -> np.ndarray | None:
+    """The mediapipe face-mesh depth of a square face crop ``image`` at ``size`` (NaN off the mesh), or None.
+    ``points``: its landmarks, if already found."""
+    from .face import face_mesh_from_landmarks, render_depth
+
+    points = find_landmarks(image) if points is None else points
+    if points is None:
+        return None
+    return render_depth(face_mesh_from_landmarks(points, image.size[0]), size).depth
+
+
+def head_mask(image, model_mask: np.ndarray, points: np.ndarray | None, sure: np.ndarray | None) -> np.ndarray:
+    """The app's head silhouette (``Photo.head_mask``) for a square crop ``image``: the model's own ``mask``
+    ``[r, r]`` made clean with the person segmentation, hair above the chin of the landmarks ``points`` added."""
+    from .face import REGIONS
+    from .face.segmentation import head_silhouette, segment_person
+
+    r = model_mask.shape[0]
+    scale = image.size[0] / r
+    person = segment_person(image, np.array([[scale, 0.0, 0.0], [0.0, scale, 0.0]]), r)
+    chin = float(points[list(REGIONS["face_oval"]), 1].max()) / scale if points is not None else None
+    return head_silhouette(model_mask, person, chin, sure)
 
 
 # --- the evaluation run -----------------------------------------------------------------------------------
@@ -143,7 +177,10 @@ class Accumulator:
             if not items:
                 out[name] = {"n": 0}
                 continue
-            out[name] = {k: float(np.mean([getattr(s, k) for s in items])) for k in DepthScores.__dataclass_fields__}
+            out[name] = {}
+            for k in DepthScores.__dataclass_fields__:
+                values = [getattr(s, k) for s in items if getattr(s, k) is not None]
+                out[name][k] = float(np.mean(values)) if values else None
             out[name]["n"] = len(items)
         return out
 
@@ -157,7 +194,7 @@ def evaluate(model: str | None, data: str | Path, out: str | Path, split: str = 
     import torch
 
     from .data.folder import image_grid, load_folder, prepare
-    from .depth import blend_depth, code_to_depth, colorize_depth, complete_depth, depth_to_code
+    from .depth import blend_depth, code_to_depth, colorize_depth, complete_depth, depth_to_code, on_mask
     from .errors import PortraitError
     from .pipelines.loading import load_pipeline
 
@@ -202,7 +239,8 @@ def evaluate(model: str | None, data: str | Path, out: str | Path, split: str = 
     acc = Accumulator()
     rows, no_mesh = [], 0
     for k, (_record, image, gt, mask) in enumerate(test):
-        mesh = mesh_depth(image, r)
+        points = find_landmarks(image)
+        mesh = mesh_depth(image, r, points)
         region = np.isfinite(mesh) if mesh is not None else None
         if mesh is None:
             no_mesh += 1
@@ -226,21 +264,31 @@ def evaluate(model: str | None, data: str | Path, out: str | Path, split: str = 
             acc.add("VAE round trip of the ground truth", depth_scores(floor, gt, mask, camera_distance=camera_distance))
             acc.add("VAE round trip of the ground truth [mesh region]", depth_scores(floor, gt, mask, region, camera_distance)
                     if region is not None else None)
-        predictions = {}
-        g = torch.Generator().manual_seed(seed + k)
-        pred = pipe.estimate_depth(image, ensemble_size=ensemble, num_inference_steps=steps, mask=mask, generator=g)
-        predictions["model"] = pred.depth[0]
-        prior = np.where(mask, mesh, np.nan) if mesh is not None else np.full(gt.shape, np.nan, np.float32)
+        def estimate(given: np.ndarray | None, strength: float | None, image=image, mesh=mesh, points=points,
+                     region=region, k=k) -> np.ndarray:
+            """One depth estimate (unblended), on the ``given`` mask or on the model's own head mask."""
+            out = pipe.estimate_depth(
+                image, ensemble_size=ensemble, num_inference_steps=steps, mask=given,
+                depth_prior=mesh if strength is not None else None, prior_strength=strength or 1.0, prior_weight=0.0,
+                generator=torch.Generator().manual_seed(seed + k))
+            if given is not None:
+                return out.depth[0]
+            return on_mask(out.depth[0], head_mask(image, out.mask[0], points, region))
+
+        # no mesh: the prior cannot be used, the model starts from noise (and blending leaves it as it is)
+        predictions = {"model": estimate(None, None)}
         for s in prior_strengths:
-            # no mesh: the prior cannot be used, the model starts from noise (and blending leaves it as it is)
-            base = predictions["model"] if mesh is None else pipe.estimate_depth(
-                image, ensemble_size=ensemble, num_inference_steps=steps, mask=mask, depth_prior=mesh,
-                prior_strength=s, prior_weight=0.0, generator=torch.Generator().manual_seed(seed + k)).depth[0]
+            base = predictions["model"] if mesh is None else estimate(None, s)
             predictions[f"model + mesh prior {s:g}"] = base
             for w in prior_weights:  # sampled once unblended; each weight is the pipeline's own blend of it
-                predictions[f"model + mesh prior {s:g} + blend {w:g}"] = blend_depth(base, prior, w)
-        for name, p in predictions.items():
-            acc.add(name, depth_scores(p, gt, mask, camera_distance=camera_distance))
+                predictions[f"model + mesh prior {s:g} + blend {w:g}"] = blend_depth(base, _on(mesh, base), w)
+        s, w = prior_strengths[-1], prior_weights[-1]
+        base = predictions["model"] if mesh is None else estimate(mask, s)  # the ground-truth mask handed over
+        given_name = f"model + mesh prior {s:g} + blend {w:g} [given mask]"
+        given = blend_depth(base, _on(mesh, base), w)
+        for name, p in (*predictions.items(), (given_name, given)):
+            own = name != given_name
+            acc.add(name, depth_scores(p, gt, mask, camera_distance=camera_distance, own_mask=own))
             acc.add(f"{name} [mesh region]", depth_scores(p, gt, mask, region, camera_distance)
                     if region is not None else None)
             acc.add(f"{name} [outside the mesh]", depth_scores(p, gt, mask, camera_distance=camera_distance, scored=outside)
@@ -303,6 +351,13 @@ def evaluate(model: str | None, data: str | Path, out: str | Path, split: str = 
     return summary
 
 
+def _on(depth: np.ndarray | None, where: np.ndarray) -> np.ndarray:
+    """``depth`` (None: nothing known) where ``where`` is finite, NaN elsewhere."""
+    if depth is None:
+        return np.full(where.shape, np.nan, np.float32)
+    return np.where(np.isfinite(where), depth, np.nan).astype(np.float32)
+
+
 def _default_distance() -> float:
     from .mesh import camera_distance
 
@@ -325,16 +380,20 @@ def markdown_report(summary: dict, columns: list[str] | None = None) -> str:
         "",
         "## Depth estimation",
         "",
-        "| method | RMSE | MAE | AbsRel | delta<1.25 | coverage | n |",
-        "|---|---|---|---|---|---|---|",
+        "| method | RMSE | MAE | AbsRel | delta<1.25 | coverage | mask IoU | n |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, s in summary["depth"].items():
         if not s.get("n"):
-            lines.append(f"| {name} | - | - | - | - | - | 0 |")
+            lines.append(f"| {name} | - | - | - | - | - | - | 0 |")
             continue
+        iou = f"{s['iou']:.3f}" if s.get("iou") is not None else "-"
         lines.append(f"| {name} | {s['rmse']:.4f} | {s['mae']:.4f} | {s['abs_rel']:.5f} | {s['delta1']:.3f} | "
-                     f"{s['coverage']:.3f} | {s['n']} |")
-    lines += ["", "Rows marked [mesh region] align and score only where the face mesh exists (like for like with the "
+                     f"{s['coverage']:.3f} | {iou} | {s['n']} |")
+    lines += ["", "The model finds the head itself (its own mask made clean with the person segmentation, as in the "
+              "app) and is scored where its mask and the ground truth's overlap; mask IoU: its mask against the "
+              "ground truth's. The row marked [given mask] hands it the ground-truth mask instead.",
+              "", "Rows marked [mesh region] align and score only where the face mesh exists (like for like with the "
               "mesh); rows marked [outside the mesh] align over the whole mask and score only where the mesh is "
               "missing (hair line, ears, neck). \"face mesh + mean face\" uses no model: the mesh where it exists, "
               "continued by the mean face aligned to it. \"model + mesh prior S + blend W\": \"model + mesh prior S\" averaged with the mesh where the "

@@ -330,7 +330,7 @@ class Studio:
         The head's silhouette is the model's mask made clean here, for every use of the depth (the depth tab, the
         head layer of edits): :meth:`Photo.head_mask`; the hair and hat it adds take the nearest head depth.
         ``prior_strength`` None: from pure noise, no face-mesh prior (and so nothing to blend)."""
-        from .depth import fill_nearest
+        from .depth import on_mask
 
         mesh_depth = self.face_depth(photo)
         prior = mesh_depth if prior_strength is not None else None
@@ -341,7 +341,7 @@ class Studio:
             reference_features=self.reference_features(photo),
         )
         mask = photo.head_mask(out.mask[0], np.isfinite(mesh_depth) if mesh_depth is not None else None)
-        depth = np.where(mask, fill_nearest(np.where(mask, out.depth[0], np.nan)), np.nan).astype(np.float32)
+        depth = on_mask(out.depth[0], mask)
         result = PortraitResult(image=photo.crop, depth=depth, mask=mask,
                                 uncertainty=np.where(mask, out.uncertainty[0], np.nan))
         if in_photo:

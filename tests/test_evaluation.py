@@ -45,6 +45,18 @@ def test_mean_face_covers_every_pixel():
     np.testing.assert_allclose(mean[2:6, 2:6], normalise(depths[0], masks[0])[2:6, 2:6])
 
 
+def test_scores_of_a_prediction_on_its_own_mask_report_its_iou():
+    gt = np.tile(np.linspace(0, 1, 16, dtype=np.float32), (16, 1))
+    mask = np.zeros((16, 16), bool)
+    mask[:, :8] = True  # 128 pixels
+    pred = gt.copy()
+    pred[:, :4] = pred[:, 12:] = np.nan  # its own mask: columns 4..11, 128 pixels, 64 of them on the ground truth's
+    s = depth_scores(pred, gt, mask, own_mask=True)
+    assert s.iou == pytest.approx(64 / 192) and s.coverage == pytest.approx(0.5)
+    assert s.rmse == pytest.approx(0.0, abs=1e-6)  # scored where both masks are
+    assert depth_scores(pred, gt, mask).iou is None
+
+
 def test_eval_command_on_a_tiny_model(tmp_path, tiny_model_dir):
     from portrait.data.synthetic import SyntheticSpec, write_dataset
 
@@ -65,6 +77,11 @@ def test_eval_command_on_a_tiny_model(tmp_path, tiny_model_dir):
 
     summary = json.loads((tmp_path / "eval" / "eval.json").read_text())
     assert summary["samples"] == 2 and summary["depth"]["mean face"]["n"] == 2
+    # the model finds the head itself (its IoU is reported); the ground-truth mask is handed over in one row only
+    assert "| model + mesh prior 0.5 + blend 1 [given mask] |" in report and "mask IoU" in report
+    own, given = summary["depth"]["model"], summary["depth"]["model + mesh prior 0.5 + blend 1 [given mask]"]
+    assert own["n"] == 2 and 0.0 <= own["iou"] <= 1.0
+    assert given["iou"] is None and given["coverage"] == pytest.approx(1.0)
 
 
 def test_eval_offset_skips_samples_and_rejects_an_empty_slice(tmp_path, tiny_model_dir):
