@@ -24,6 +24,22 @@ def _as_mask(depth: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     return finite if mask is None else (np.asarray(mask, dtype=bool) & finite)
 
 
+def depth_span(depth: np.ndarray, mask: np.ndarray | None = None) -> tuple[float, float]:
+    """``(near, far)``: the least and greatest depth over ``mask`` (default: every finite pixel); ``(0, 1)`` if
+    there is none."""
+    valid = _as_mask(np.asarray(depth), mask)
+    if not valid.any():
+        return 0.0, 1.0
+    return float(depth[valid].min()), float(depth[valid].max())
+
+
+def unit_depth(depth: np.ndarray, mask: np.ndarray | None = None, span: tuple[float, float] | None = None) -> np.ndarray:
+    """The one min / max normalisation of the project: ``depth`` with ``span`` (default :func:`depth_span` over
+    ``mask``) mapped to [0, 1] (0 = near), float32, every pixel (nothing clipped or masked here)."""
+    lo, hi = depth_span(depth, mask) if span is None else span
+    return ((np.asarray(depth, dtype=np.float32) - lo) / max(hi - lo, 1e-12)).astype(np.float32)
+
+
 def depth_to_code(depth: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """Relative depth ``[H, W]`` (NaN = unknown) -> depth code ``[H, W]`` in [-1, 1], float32."""
     depth = np.asarray(depth, dtype=np.float32)
@@ -32,8 +48,7 @@ def depth_to_code(depth: np.ndarray, mask: np.ndarray | None = None) -> np.ndarr
     if not mask.any():
         return code
     lo, hi = np.quantile(depth[mask], QUANTILES)
-    span = max(float(hi - lo), 1e-6)
-    unit = np.clip((depth[mask] - lo) / span, 0.0, 1.0)  # 0 = near, 1 = far
+    unit = np.clip(unit_depth(depth[mask], span=(float(lo), float(hi))), 0.0, 1.0)  # 0 = near, 1 = far
     code[mask] = -1.0 + unit * (FOREGROUND_MAX + 1.0)
     return code
 
@@ -93,10 +108,9 @@ def ensemble_depths(members: np.ndarray, mask: np.ndarray | None = None) -> Ense
     depth = np.median(aligned, axis=0)
     std = aligned.std(axis=0)
     if mask.any():
-        lo, hi = float(np.min(depth[mask])), float(np.max(depth[mask]))
-        span = max(hi - lo, 1e-6)
-        depth = (depth - lo) / span
-        std = std / span
+        lo, hi = depth_span(depth, mask)
+        depth = unit_depth(depth, span=(lo, hi))
+        std = std / max(hi - lo, 1e-12)
     depth = depth.astype(np.float32)
     std = std.astype(np.float32)
     depth[~mask] = np.nan
@@ -148,8 +162,7 @@ def blend_depth(estimate: np.ndarray, prior: np.ndarray, weight: float = 0.5, fe
     w = weight * inside / feather
     scale, shift = align_scale_shift(prior, estimate, region)
     out = np.where(region, (1 - w) * estimate + w * (scale * np.nan_to_num(prior) + shift), estimate)
-    lo, hi = float(out[valid].min()), float(out[valid].max())
-    out = ((out - lo) / max(hi - lo, 1e-6)).astype(np.float32)
+    out = unit_depth(out, valid)
     out[~valid] = np.nan
     return out
 
@@ -215,8 +228,8 @@ def upsample_depth(
     if not known.any():
         return out, mask
     filled = fill_nearest(depth)
-    lo, hi = float(filled.min()), float(filled.max())
-    unit = (filled - lo) / max(hi - lo, 1e-12)
+    lo, hi = depth_span(filled)
+    unit = unit_depth(filled, span=(lo, hi))
     if transform is None:
         radius = radius or max(2, round(width / depth.shape[1]))
         up = [cv2.resize(a.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR) for a in (unit, known)]
@@ -256,9 +269,7 @@ def depth_to_png16(depth: np.ndarray) -> np.ndarray:
     valid = np.isfinite(depth)
     out = np.zeros(depth.shape, dtype=np.uint16)
     if valid.any():
-        lo, hi = float(depth[valid].min()), float(depth[valid].max())
-        unit = (depth[valid] - lo) / max(hi - lo, 1e-12)
-        out[valid] = np.round(1 + unit * 65534).astype(np.uint16)
+        out[valid] = np.round(1 + unit_depth(depth, valid)[valid] * 65534).astype(np.uint16)
     return out
 
 
@@ -334,7 +345,6 @@ def colorize_depth(depth: np.ndarray, background=(255, 255, 255), span: tuple[fl
     rgb = np.empty(depth.shape + (3,), dtype=np.uint8)
     rgb[...] = np.asarray(background, dtype=np.uint8)
     if valid.any():
-        lo, hi = span if span is not None else (float(depth[valid].min()), float(depth[valid].max()))
-        near = np.clip(1.0 - (depth[valid] - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
+        near = np.clip(1.0 - unit_depth(depth, valid, span)[valid], 0.0, 1.0)
         rgb[valid] = (colormaps["magma"](near)[:, :3] * 255).round().astype(np.uint8)
     return rgb

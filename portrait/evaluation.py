@@ -46,12 +46,10 @@ import numpy as np
 
 def normalise(depth: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Depth -> [0, 1] over ``mask`` (min to max), NaN outside."""
-    out = np.full(depth.shape, np.nan, np.float32)
+    from .depth import unit_depth
+
     m = mask & np.isfinite(depth)
-    if m.any():
-        lo, hi = float(depth[m].min()), float(depth[m].max())
-        out[m] = (depth[m] - lo) / max(hi - lo, 1e-12)
-    return out
+    return np.where(m, unit_depth(depth, m), np.nan).astype(np.float32)
 
 
 @dataclass

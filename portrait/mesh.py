@@ -27,7 +27,7 @@ import numpy as np
 import trimesh
 from PIL import Image
 
-from .depth import colorize_depth, depth_to_png16
+from .depth import colorize_depth, depth_to_png16, unit_depth
 
 DEFAULT_FOV_DEG = (
     15.0  # assumed horizontal field of view of a face crop (a portrait lens, face filling ~half)
@@ -184,11 +184,7 @@ def _camera_z(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Depth normalised over ``valid`` (0 = near, 1 = far) and camera z: the normalised depth placed at the
     reference distance, ``depth_range`` deep, or with ``depth_range=None`` the depth itself."""
-    if valid.any():
-        lo, hi = float(depth[valid].min()), float(depth[valid].max())
-    else:
-        lo, hi = 0.0, 1.0
-    unit = (depth - lo) / max(hi - lo, 1e-12)
+    unit = unit_depth(depth, valid)
     z = camera_distance(fov_deg) + (unit - 0.5) * depth_range if depth_range is not None else depth
     return unit, z
 

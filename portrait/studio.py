@@ -360,7 +360,7 @@ class Studio:
         the crop is pasted back into the photo. Without an alignment the crop is the result."""
         from .compositing import feather
         from .depth import upsample_depth
-        from .face.align import warp_to_square
+        from .face.warp import warp_to_square
         from .relight import depth_normals, relight
 
         face = photo.face

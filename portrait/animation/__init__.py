@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 
+from ..depth import depth_span
 from ..errors import PortraitError
 from .driving import NAMES, SMOOTHING, DrivingMotion, OneEuro, motion_from_landmarks, one_euro, smooth, track
 
@@ -130,8 +131,7 @@ def animate(
     layer = studio.head_layer(photo)
     plate = studio.background_plate(photo, _extreme_poses_of([motion.controls(i) for i in range(len(motion))]), steps or FILL_STEPS, guidance, seed)
     size = layer.size
-    finite = layer.depth[np.isfinite(layer.depth)]
-    lo, hi = float(finite.min()), float(finite.max())
+    lo, hi = depth_span(layer.depth)
     span = (lo - 0.25 * (hi - lo), hi + 0.25 * (hi - lo))  # room for a head turned nearer or farther
     if output == "photo":
         scale = min(1.0, PHOTO_MAX_SIDE / max(photo.image.size))

@@ -29,6 +29,7 @@ from PIL import Image, ImageDraw
 
 from ..face import FaceControls, FaceMesh, apply_controls, face_mesh_from_landmarks, region, render_depth
 from ..face.controls import FaceFrame
+from .spec import SyntheticSpec
 
 logger = logging.getLogger(__name__)
 
@@ -411,17 +412,6 @@ def _chain(name: str) -> tuple[int, ...]:
 
 
 # --- the data set -----------------------------------------------------------------------------------------
-
-
-@dataclass
-class SyntheticSpec:
-    """What :func:`generate` renders: ``identities`` x ``views`` samples of ``size`` pixels."""
-
-    identities: int = 64
-    views: int = 4
-    size: int = 128
-    seed: int = 0
-    test_fraction: float = 0.2
 
 
 def generate(spec: SyntheticSpec, progress: bool = False):

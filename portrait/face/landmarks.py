@@ -21,8 +21,9 @@ import numpy as np
 from PIL import Image
 
 from ..errors import NoFaceError
+from .regions import REGIONS
+from .warp import warp_to_square
 
-NUM_LANDMARKS = 478
 MAX_FACES = 5
 DETECTION_MAX_SIDE = 1280  # larger photos are downscaled for the face detector (it works at 192 px)
 TILE_SIDE = 960  # when that finds no face: the detector again on tiles of this side (small faces in large photos)
@@ -190,8 +191,6 @@ def _mesh_in_box(rgb: np.ndarray, box, min_confidence: float, confirm: bool = Fa
     ``confirm``, the detector must find the face again in the crop, where it is large (None if not): a box
     found on a tile, where a face is a few pixels wide, may be anything face-like.
     """
-    from .align import warp_to_square  # lazy: align imports this module
-
     x0, y0, x1, y1 = box
     side = CONTEXT * max(x1 - x0, y1 - y0)
     left, top = (x0 + x1 - side) / 2.0, (y0 + y1 - side) / 2.0
@@ -292,7 +291,6 @@ def draw_landmarks(image: Image.Image, points: np.ndarray, *, radius: float | No
     face's contours (oval, brows, eyes, lips) as lines."""
     from PIL import ImageDraw
 
-    from .mesh import REGIONS
 
     out = image.convert("RGB").copy()
     draw = ImageDraw.Draw(out)

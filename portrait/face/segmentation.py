@@ -28,8 +28,8 @@ def segment_person(photo: Image.Image, crop_to_photo: np.ndarray, size: int) -> 
     """
     import cv2
 
-    from .align import warp_to_square
     from .landmarks import _LOCK, _process
+    from .warp import warp_to_square
 
     m = np.asarray(crop_to_photo, dtype=np.float64)
     inner = round(SEGMENT_SIDE / CONTEXT)

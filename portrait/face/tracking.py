@@ -12,7 +12,8 @@ import warnings
 import numpy as np
 from PIL import Image
 
-from .landmarks import NUM_LANDMARKS, _muted_stderr
+from .landmarks import _muted_stderr
+from .regions import NUM_LANDMARKS
 
 TRACK_MAX_SIDE = 720  # frames are downscaled to this before tracking (the face mesh works at 192 px)
 

@@ -19,13 +19,14 @@ from PIL import Image, ImageDraw
 from ..compositing import feather
 from ..depth import align_scale_shift, resize_depth, upsample_depth
 from ..face import AlignedFace, FaceMesh, PinholeCamera, face_mesh_from_landmarks, render_depth
-from ..face.align import box_reduction, warp_to_square
 from ..face.mesh import REGIONS, eye_centres
 from ..face.segmentation import clean_mask
+from ..face.warp import box_reduction, warp_to_square
 from ..mesh import depth_to_mesh
 from .warp import cast
 
 MIN_SIZE, MAX_SIZE = 512, 1024  # the output crop follows the face's size in the photo, within these
+MAX_DEPTH_SPAN = 4.0  # the head layer's depth may span at most this many times the face mesh's
 MESH_FEATHER = 1 / 32  # the face mesh's depth blends into the model's over this part of the crop at its border
 MESH_STEP = 2  # output pixels per grid step of the layer's mesh (the warp is smooth; cuts stay 2 px wide)
 
@@ -132,11 +133,16 @@ def _to_mesh_scale(depth: np.ndarray, mesh_z: np.ndarray) -> np.ndarray:
     on the mesh's (``depth ~ a mesh_z + b``, then inverted): the model's depth is the noisy one, and regressing
     the other way would flatten the head by as much as the noise (regression dilution)."""
     both = np.isfinite(depth) & np.isfinite(mesh_z)
+    mesh_span = max(float(np.nanmax(mesh_z) - np.nanmin(mesh_z)), 1e-6)
     a, b = align_scale_shift(mesh_z, depth, both)
-    if both.sum() < 2 or a <= 1e-6:  # no usable overlap: keep the mesh's extent
-        a = max(float(np.nanmax(depth) - np.nanmin(depth)), 1e-6) / max(float(np.nanmax(mesh_z) - np.nanmin(mesh_z)), 1e-6)
+    z = (depth - b) / a if both.sum() >= 2 and a > 1e-6 else None
+    # no usable overlap, or a fit that puts the head behind the camera or many times deeper than the face (a
+    # depth that barely follows the mesh): the depth keeps its own shape at the mesh's extent
+    if z is None or np.nanmin(z) <= 0 or np.nanmax(z) - np.nanmin(z) > MAX_DEPTH_SPAN * mesh_span:
+        a = max(float(np.nanmax(depth) - np.nanmin(depth)), 1e-6) / mesh_span
         b = float(np.nanmedian(depth) - a * np.nanmedian(mesh_z))
-    return (depth - b) / a
+        z = (depth - b) / a
+    return z
 
 
 def _source(photo: Image.Image, to_photo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -10,18 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from ..data.spec import SyntheticSpec
 from ..errors import PortraitError
-
-
-@dataclass
-class SyntheticDataConfig:
-    """Render the synthetic set into ``data.path`` first if it has no ``manifest.json`` yet."""
-
-    identities: int = 64
-    views: int = 4
-    size: int = 128
-    seed: int = 0
-    test_fraction: float = 0.2
 
 
 @dataclass
@@ -29,7 +19,7 @@ class DataConfig:
     path: str = "data/synthetic"
     split: str | None = "train"  # None = every sample
     flip: bool = True  # random horizontal mirroring
-    synthetic: SyntheticDataConfig | None = None
+    synthetic: SyntheticSpec | None = None  # render the synthetic set into ``path`` first if it has no manifest.json
 
 
 @dataclass
@@ -120,7 +110,7 @@ def _build(cls, values: dict | None, where: str):
     if unknown:
         raise PortraitError(f"unknown key(s) {unknown} in {where}; known: {sorted(known)}")
     nested = {"data": DataConfig, "vae": VAEStageConfig, "decoder": DecoderStageConfig, "diffusion": DiffusionStageConfig,
-              "synthetic": SyntheticDataConfig}
+              "synthetic": SyntheticSpec}
     for name, sub in nested.items():
         if name in values and name in known and values[name] is not None:
             values[name] = _build(sub, values[name], f"{where}.{name}" if where != "config" else name)

@@ -635,11 +635,10 @@ def train(cfg: TrainConfig, stages: tuple[str, ...] = STAGES) -> Path:
     # 0. Data (render the synthetic set first if asked and missing)
     data_dir = Path(cfg.data.path)
     if cfg.data.synthetic is not None and not (data_dir / "manifest.json").is_file():
-        from ..data.synthetic import SyntheticSpec, write_dataset
+        from ..data.synthetic import write_dataset
 
-        s = cfg.data.synthetic
         print(f"rendering the synthetic data set into {data_dir}")
-        write_dataset(data_dir, SyntheticSpec(s.identities, s.views, s.size, s.seed, s.test_fraction), progress=True)
+        write_dataset(data_dir, cfg.data.synthetic, progress=True)
     data = PortraitDataset(data_dir, resolution, split=cfg.data.split, flip=cfg.data.flip)
     print(f"data: {len(data)} samples of {data.num_identities} identities from {data_dir}"
           + (f" ({len(data.skipped)} skipped)" if data.skipped else ""))
