@@ -24,6 +24,11 @@ Protocol (written down so anyone can rerun it; ``python -m portrait eval --model
   on the mesh's region for a like-for-like comparison, and outside it, where the mesh says nothing); a
   constant mean-face depth (the mean normalised depth of the *training* split, per pixel).
 - Joint generation: the depth generated with the RGB vs the depth estimated back from the generated RGB.
+- Hole filling (the editing engine's use of the model): on held-out samples, holes of the kind a moved head
+  uncovers (:func:`portrait.training.holes.random_holes` on the sample's outline) are painted as the studio
+  paints them (:func:`portrait.studio.paint_holes`: RGB known outside the holes, depth known everywhere, from
+  the Telea pre-fill at ``FILL_STRENGTH``, ``FILL_STEPS`` steps), with another view of the person as the
+  reference; RGB RMSE (in [0, 1]) and PSNR inside the holes against the sample, beside the pre-fill alone.
 - Editing: the target depth (another view of the person) vs the depth estimated from the edited RGB.
 
 Edits of real photos (identity, re-measured pose, expression, background; no data folder) are measured by
@@ -186,7 +191,8 @@ class Accumulator:
 def evaluate(model: str | None, data: str | Path, out: str | Path, split: str = "test", limit: int | None = None,
              steps: int = 20, ensemble: int = 1, prior_strengths: tuple[float, ...] = (0.5,),
              prior_weights: tuple[float, ...] = (0.5,), joint_samples: int = 8, seed: int = 0,
-             camera_distance: float | None = None, timing_steps: int = 20, offset: int = 0) -> dict:
+             camera_distance: float | None = None, timing_steps: int = 20, offset: int = 0,
+             hole_samples: int = 16) -> dict:
     """Run the protocol of this module; write ``eval.md``, ``eval.json`` and ``contact_sheet.png`` into ``out``."""
     import PIL.Image
     import torch
@@ -330,18 +336,43 @@ def evaluate(model: str | None, data: str | Path, out: str | Path, split: str = 
                              colorize_depth(np.where(tmask, target, np.nan)), np.asarray(edited.images[0]),
                              colorize_depth(back.depth[0])])
 
-    # 5. Report
+    # 5. Hole filling: the studio's painting of holes on the head's outline, against the sample's own pixels
+    from .compositing import prefill
+    from .studio import FILL_STEPS, paint_holes
+    from .training.holes import random_holes
+
+    holes_acc: dict[str, list[float]] = {}
+    hole_rows = []
+    with_reference = [v for v in by_identity.values() if len(v) >= 2][:hole_samples]
+    for k, views in enumerate(with_reference):
+        _, truth, target, tmask = views[1]
+        holes = random_holes(r, np.random.default_rng([seed, k]), head=tmask)
+        truth = np.asarray(truth)
+        start = prefill(truth, holes, radius_px=r / 128)
+        painted = paint_holes(pipe, views[0][1], start, holes, np.where(tmask, target, np.nan), seed=seed + k)
+        for name, fill in (("pre-fill alone (OpenCV Telea)", start), ("model (the studio's painting)", painted)):
+            err = (fill[holes].astype(np.float64) - truth[holes]) / 255.0
+            holes_acc.setdefault(name, []).append(float(np.sqrt(np.mean(err**2))))
+        if k < 4:
+            shown = truth.copy()
+            shown[holes] = (0.5 * shown[holes] + [127, 0, 127]).astype(np.uint8)
+            hole_rows.append([truth, shown, start, painted])
+    holes_summary = {name: {"rmse": float(np.mean(v)), "psnr": float(np.mean([20 * math.log10(1 / max(e, 1e-6)) for e in v])),
+                            "n": len(v)} for name, v in holes_acc.items()}
+    holes_summary["steps"] = FILL_STEPS
+
+    # 6. Report
     summary = {
         "model": str(model or "default"), "data": str(data), "split": split, "offset": offset, "samples": len(test),
         "skipped": len(skipped), "no_mesh": no_mesh, "resolution": r, "steps": steps, "ensemble": ensemble,
         "seed": seed, "load_seconds": round(load_seconds, 2), "generate_seconds": round(generate_seconds, 2),
         "generate_steps": timing_steps,
         "camera_distance": camera_distance if camera_distance is not None else _default_distance(),
-        "depth": acc.summary(), "joint": joint.summary(), "edit": edit.summary(),
+        "depth": acc.summary(), "joint": joint.summary(), "edit": edit.summary(), "holes": holes_summary,
     }
     (out / "eval.json").write_text(json.dumps(summary, indent=1))
     (out / "eval.md").write_text(markdown_report(summary, columns))
-    sheet = rows + [t + [np.full_like(t[0], 255)] * (len(rows[0]) - len(t)) for t in gen_rows] if rows else gen_rows
+    sheet = rows + gen_rows + hole_rows
     if sheet:
         width = max(len(t) for t in sheet)
         sheet = [t + [np.full_like(t[0], 255)] * (width - len(t)) for t in sheet]
@@ -401,6 +432,14 @@ def markdown_report(summary: dict, columns: list[str] | None = None) -> str:
         for name, s in summary[key].items():
             lines.append(f"| {name} | {s['rmse']:.4f} | {s['mae']:.4f} | {s['n']} |" if s.get("n") else f"| {name} | - | - | 0 |")
         lines.append("")
+    holes = {k: v for k, v in summary.get("holes", {}).items() if isinstance(v, dict)}
+    if holes:
+        lines += ["## Hole filling", "",
+                  f"Holes on the head's outline of held-out samples, painted with another view as the reference "
+                  f"({summary['holes']['steps']} steps); RGB error inside the holes only.", "",
+                  "| fill | RMSE | PSNR (dB) | n |", "|---|---|---|---|"]
+        lines += [f"| {name} | {s['rmse']:.4f} | {s['psnr']:.2f} | {s['n']} |" for name, s in holes.items()]
+        lines.append("")
     lines += [
         "## Speed",
         "",
@@ -409,8 +448,9 @@ def markdown_report(summary: dict, columns: list[str] | None = None) -> str:
         "",
     ]
     if columns:
-        lines += ["Contact sheet columns (first rows): " + ", ".join(columns) + ". Last rows: reference, generated RGB, "
-                  "generated depth, target depth, edited RGB, depth estimated from the edited RGB.", ""]
+        lines += ["Contact sheet columns (first rows): " + ", ".join(columns) + ". Then: reference, generated RGB, "
+                  "generated depth, target depth, edited RGB, depth estimated from the edited RGB. Last rows: a "
+                  "held-out sample, its holes (purple), the pre-fill, the model's painting.", ""]
     return "\n".join(lines)
 
 
@@ -451,6 +491,7 @@ def register(subparsers) -> None:
                    help="weight of the mesh where it exists, averaged into the result started from it (repeatable; "
                         "default 0.5, the pipeline's)")
     p.add_argument("--joint-samples", type=int, default=8, help="identities used for generation / editing checks")
+    p.add_argument("--hole-samples", type=int, default=16, help="identities used for the hole-filling check")
     p.add_argument("--camera-distance", type=float, help="for AbsRel / delta1 (default: the crop camera's)")
     p.add_argument("--timing-steps", type=int, default=20, help="steps of the timed generation")
     p.add_argument("--seed", type=int, default=0)
@@ -481,7 +522,8 @@ def cmd_eval(args) -> None:
     if args.offset < 0:
         raise PortraitError("--offset must be >= 0")
     summary = evaluate(args.model, args.data, args.out, args.split, args.limit, args.steps, args.ensemble, strengths,
-                       weights, args.joint_samples, args.seed, args.camera_distance, args.timing_steps, args.offset)
+                       weights, args.joint_samples, args.seed, args.camera_distance, args.timing_steps, args.offset,
+                       args.hole_samples)
     print((Path(args.out) / "eval.md").read_text())
     if not math.isfinite(summary["load_seconds"]):
         raise PortraitError("evaluation failed")

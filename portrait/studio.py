@@ -243,6 +243,25 @@ class RelightResult:
         return paths
 
 
+def paint_holes(pipe: PortraitPipeline, reference: PIL.Image.Image, start: np.ndarray, holes: np.ndarray,
+                depth: np.ndarray, into: np.ndarray | None = None, steps: int = FILL_STEPS, guidance: float = 2.0,
+                seed: int = 0, callback=None, reference_features: ReferenceFeatures | None = None) -> np.ndarray:
+    """The one hole-painting step of the studio: ``start`` ``[S, S, 3]`` uint8 (its holes pre-filled, e.g. by
+    :func:`portrait.compositing.prefill`) with the joint model's painting of ``holes`` (RGB known outside them,
+    ``depth`` known everywhere, NaN = background; at ``FILL_STRENGTH`` from the pre-fill) composited into
+    ``into`` (default: the holes), colour-matched to their surroundings. ``reference``: the person."""
+    from .compositing import composite
+
+    size = holes.shape[0]
+    out = pipe.inpaint(
+        reference, rgb=start, rgb_known=~holes, depth=depth, depth_known=np.ones_like(holes),
+        strength=FILL_STRENGTH, num_inference_steps=steps, guidance_scale=guidance, generator=_generator(seed),
+        callback=callback, reference_features=reference_features,
+    )
+    painted = np.asarray(out.images[0].resize((size, size), PIL.Image.Resampling.BICUBIC))
+    return composite(start, painted, holes if into is None else into, feather_px=size / 128, ring_px=size / 64)
+
+
 def _generator(seed: int):
     import torch
 
@@ -455,18 +474,8 @@ class Studio:
 
     def _paint(self, photo: Photo, start: np.ndarray, holes: np.ndarray, depth: np.ndarray, into: np.ndarray,
                steps: int, guidance: float, seed: int, callback) -> np.ndarray:
-        """``start`` ``[S, S, 3]`` (its holes pre-filled) with the joint model's painting of ``holes`` (RGB known
-        outside them; ``depth`` known everywhere, NaN = background) composited into ``into``, colour-matched."""
-        from .compositing import composite
-
-        size = holes.shape[0]
-        out = self.pipe.inpaint(
-            photo.crop, rgb=start, rgb_known=~holes, depth=depth, depth_known=np.ones_like(holes),
-            strength=FILL_STRENGTH, num_inference_steps=steps, guidance_scale=guidance, generator=_generator(seed),
-            callback=callback, reference_features=self.reference_features(photo),
-        )
-        painted = np.asarray(out.images[0].resize((size, size), PIL.Image.Resampling.BICUBIC))
-        return composite(start, painted, into, feather_px=size / 128, ring_px=size / 64)
+        return paint_holes(self.pipe, photo.crop, start, holes, depth, into, steps, guidance, seed, callback,
+                           self.reference_features(photo))
 
     @_one_at_a_time
     def background_plate(self, photo: Photo, poses: list[FaceControls], steps: int = FILL_STEPS,
