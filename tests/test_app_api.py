@@ -126,6 +126,13 @@ def call(client, endpoint: str, image, **kwargs):
     return client.predict(handle_file(image) if image else None, **{**fast, **kwargs}, api_name=endpoint)
 
 
+def assert_served(result) -> None:
+    """A good request's answer: the files it offers for download are on disk, and a sentence for the user."""
+    *_, files, info = result
+    assert files and all(Path(f).is_file() and Path(f).stat().st_size > 0 for f in files)
+    assert isinstance(info, str) and info.strip()
+
+
 # --- the three endpoints ----------------------------------------------------------------------------------
 
 
@@ -250,7 +257,7 @@ def test_bad_input_gives_a_clear_error_and_the_app_recovers(client, bad_files, e
         call(client, endpoint, None)
     with pytest.raises(AppError, match="less than minimum value"):  # checked by the slider itself
         call(client, endpoint, ASTRONAUT, steps=0)
-    assert call(client, endpoint, ASTRONAUT)  # the next good request still succeeds
+    assert_served(call(client, endpoint, ASTRONAUT))  # the next good request still succeeds
 
 
 @pytest.mark.slow
@@ -260,7 +267,7 @@ def test_files_over_the_size_limit_are_refused(client, tmp_path):
         f.truncate(26 * 1024 * 1024)
     with pytest.raises(Exception, match="(?i)size|large|413"):
         call(client, "/estimate_depth", str(big))
-    assert call(client, "/estimate_depth", ASTRONAUT)
+    assert_served(call(client, "/estimate_depth", ASTRONAUT))
 
 
 
