@@ -70,6 +70,8 @@ class Photo:
             later job and slider move skips that pass).
         layers: the photo lifted into 3-D for editing (:class:`portrait.scene.HeadLayer`), per model (filled on
             the first edit, from that model's depth).
+        shading: what relighting needs of one depth estimate, independent of the light: ``(depth result, face
+            crop, normals, head weight)`` (filled on the first relight, so a light-slider move only re-shades).
     """
 
     image: PIL.Image.Image
@@ -79,6 +81,7 @@ class Photo:
     message: str | None = None
     features: dict[int, ReferenceFeatures] = field(default_factory=dict, repr=False)
     layers: dict[int, HeadLayer] = field(default_factory=dict, repr=False)
+    shading: tuple | None = field(default=None, repr=False)
 
     def paste_back(self, result: PIL.Image.Image, mask: np.ndarray | None = None, **kwargs) -> PIL.Image.Image:
         """A crop-space result blended into the full photo (the result itself when there is no alignment);
@@ -376,11 +379,29 @@ class Studio:
 
         ``depth`` is this photo's :meth:`estimate_depth`: upsampled to the face crop at the editing tab's output
         size with the crop as the guide, its normals re-shade the crop inside the head (the edge feathered), and
-        the crop is pasted back into the photo. Without an alignment the crop is the result."""
+        the crop is pasted back into the photo. Without an alignment the crop is the result. All but the shading is
+        computed once per depth estimate (:attr:`Photo.shading`)."""
+        from .relight import relight
+
+        if photo.shading is None or photo.shading[0] is not depth:
+            photo.shading = (depth, *self._shading_basis(photo, depth))
+        _, crop, normals, weight = photo.shading
+        size = crop.shape[0]
+        image = relight(crop, normals, weight, azimuth, elevation, strength)
+        if strength > 0:
+            composite = photo.paste_back(PIL.Image.fromarray(image), weight, feather=1 / size)
+        else:
+            composite = photo.image.copy()
+        return RelightResult(image=PIL.Image.fromarray(image), composite=composite, normals=normals)
+
+    @staticmethod
+    def _shading_basis(photo: Photo, depth: PortraitResult) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(crop, normals, weight)`` for :meth:`relight`: the face crop at the editing tab's output size, the
+        normals of ``depth`` upsampled to it with the crop as the guide, and the head's feathered weight."""
         from .compositing import feather
         from .depth import upsample_depth
         from .face.warp import warp_to_square
-        from .relight import depth_normals, relight
+        from .relight import depth_normals
 
         face = photo.face
         if face is not None:
@@ -390,14 +411,7 @@ class Studio:
             crop = np.asarray(photo.crop)
             size = crop.shape[0]
         z, head = upsample_depth(np.where(depth.mask, depth.depth, np.nan), crop)
-        normals = depth_normals(z, head)
-        weight = feather(head, size / 64)  # 0 at the head's edge -> 1 inside
-        image = relight(crop, normals, weight, azimuth, elevation, strength)
-        if strength > 0:
-            composite = photo.paste_back(PIL.Image.fromarray(image), weight, feather=1 / size)
-        else:
-            composite = photo.image.copy()
-        return RelightResult(image=PIL.Image.fromarray(image), composite=composite, normals=normals)
+        return crop, depth_normals(z, head), feather(head, size / 64)  # weight: 0 at the head's edge -> 1 inside
 
     @_one_at_a_time
     def head_layer(self, photo: Photo) -> HeadLayer:
