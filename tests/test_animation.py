@@ -205,3 +205,19 @@ def test_evaluation_measures_pose_expression_and_jitter_on_known_motion():
     assert np.abs(expressions(smiling, smiling[0])[1]).max() > 0.05
     shaken = track + np.random.default_rng(0).normal(0.0, 0.5, track.shape)
     assert jitter(track) < 0.2 * jitter(shaken)  # a steady turn barely accelerates
+
+
+def test_jitter_ratio_interval_holds_one_for_equal_noise_and_not_for_more():
+    from portrait.animation.evaluate import jitter_ratio
+    from portrait.face.mesh import eye_centres
+
+    mesh = astronaut_mesh()
+    track = np.stack([apply_controls(mesh, FaceControls(yaw=y)).vertices for y in np.linspace(0.0, 20.0, 80)])
+    rng = np.random.default_rng(0)
+    sigma = 0.01 * np.linalg.norm(np.subtract(*eye_centres(track[0])))  # a hundredth of the eye distance
+    noisy, other = (track + rng.normal(0.0, sigma, track.shape) for _ in range(2))
+    ratio, low, high = jitter_ratio(noisy, other)
+    assert low < 1.0 < high and ratio == pytest.approx(1.0, abs=0.1)
+    ratio, low, high = jitter_ratio(track + rng.normal(0.0, 2 * sigma, track.shape), other)
+    assert ratio == pytest.approx(2.0, rel=0.15) and low > 1.5
+    assert jitter_ratio(noisy, other[:60])[1] < 1.0  # tracks of different lengths: drawn independently
