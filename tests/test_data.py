@@ -73,6 +73,23 @@ def test_write_and_read_the_folder_format(tmp_path, rendered):
     assert PortraitDataset(tmp_path / "synth", resolution=16)[0]["rgb"].shape == (3, 16, 16)
 
 
+def test_prepare_resizes_depth_before_coding_it():
+    from portrait.data.folder import LoadedSample, Record, prepare
+    from portrait.depth import code_to_depth, resize_depth
+
+    depth = np.full((64, 64), np.nan, np.float32)
+    yy, xx = np.mgrid[:64, :64]
+    disc = (yy - 30) ** 2 + (xx - 34) ** 2 < 20**2
+    depth[disc] = 1.0 + ((yy - 30) ** 2 + (xx - 34) ** 2)[disc] / 400.0  # a dome: nearest in the middle
+    sample = LoadedSample(Record("a", "a", None, None, None), np.zeros((64, 64, 3), np.uint8), depth, disc)
+    rgb, code, mask = prepare(sample, 32)
+    assert rgb.shape == (32, 32, 3) and code.shape == mask.shape == (32, 32)
+    assert np.array_equal(mask, np.isfinite(resize_depth(depth, 32)))  # area-averaged, known over half a pixel
+    assert (code[~mask] == 1.0).all() and code[mask].max() <= 0.6 + 1e-6
+    unit, _ = code_to_depth(code, mask)
+    assert unit[15, 17] < unit[15, 8]  # the dome's middle stays the nearest
+
+
 def _plain_folder(root):
     (root / "images").mkdir(parents=True)
     (root / "depth").mkdir()

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..depth import DEPTH_SUFFIXES, colorize_depth, depth_to_code, read_depth
+from ..depth import DEPTH_SUFFIXES, colorize_depth, depth_to_code, read_depth, resize_depth
 from ..imageio import load_image
 
 logger = logging.getLogger(__name__)
@@ -266,14 +266,11 @@ def _center_square(a: np.ndarray) -> np.ndarray:
 def prepare(sample: LoadedSample, resolution: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A sample at the model's resolution: (RGB ``[R, R, 3]`` uint8, depth code ``[R, R]`` float32, mask ``[R, R]``)."""
     rgb, depth, mask = (_center_square(a) for a in (sample.rgb, sample.depth, sample.mask))
-    code = depth_to_code(depth, mask)
-    if rgb.shape[0] != resolution:
-        r = (resolution, resolution)
-        rgb = np.asarray(Image.fromarray(rgb).resize(r, Image.Resampling.LANCZOS))
-        code = np.asarray(Image.fromarray(code, mode="F").resize(r, Image.Resampling.BILINEAR))
-        mask = np.asarray(Image.fromarray(mask.astype(np.float32), mode="F").resize(r, Image.Resampling.BOX)) >= 0.5
-        code = np.where(mask, np.minimum(code, 0.6), 1.0).astype(np.float32)
-    return rgb, code.astype(np.float32), mask
+    if rgb.shape[0] != resolution:  # the project's one depth resize: area-averaged, known where half a pixel is
+        rgb = np.asarray(Image.fromarray(rgb).resize((resolution, resolution), Image.Resampling.LANCZOS))
+        depth = resize_depth(np.where(mask, depth, np.nan), resolution)
+        mask = np.isfinite(depth)
+    return rgb, depth_to_code(depth, mask), mask
 
 
 class PortraitDataset:
