@@ -128,6 +128,12 @@ def test_opened_jaw_leaves_a_hole_between_the_lips_with_head_depth(layer):
     assert (view.fill_depth[mouth_hole] > np.nanmax(view.depth[int(top[1]) - 5 : int(top[1]), x])).all()
 
 
+def test_a_barely_opened_jaw_leaves_no_crack(layer):
+    """A lip moved by a fraction of a pixel opens no hole: the cut between the lips is no dotted dark line."""
+    assert not render(layer, FaceControls(jaw_open=0.01)).holes.any()
+    assert render(layer, FaceControls(jaw_open=0.2)).mouth.any()
+
+
 def test_holes_are_exactly_the_disoccluded_step():
     """A raised square in front of a plane, moved sideways: the holes are the strip it uncovered."""
     size, step = 128, 12  # the square moves right by `step` pixels

@@ -39,12 +39,18 @@ class Warp:
     part: np.ndarray
 
     def holes(self, covered: np.ndarray) -> np.ndarray:
-        """``[S, S]`` bool: what the photo cannot show (uncovered pixels of ``covered``, stretched hits), grown a little."""
-        holes = (covered & ~self.hit) | self.stretched
+        """``[S, S]`` bool: what the photo cannot show (uncovered pixels of ``covered``, stretched hits), grown a little.
+
+        Misses without a 2 x 2 block of them are not holes: they are where a crack narrower than a pixel (a lip
+        that moved a fraction of a pixel from the one above it) falls between pixel centres; the unmoved photo
+        shows there."""
+        import cv2
+
+        missed = (covered & ~self.hit).astype(np.uint8)
+        missed = cv2.morphologyEx(missed, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8)) > 0
+        holes = missed | self.stretched
         grow = max(1, round(holes.shape[0] * HOLE_GROW))
         if holes.any():
-            import cv2
-
             holes = cv2.dilate(holes.astype(np.uint8), np.ones((2 * grow + 1,) * 2, np.uint8)) > 0
             holes &= covered | self.hit
         return holes
