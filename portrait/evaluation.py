@@ -3,7 +3,9 @@
 Protocol (written down so anyone can rerun it; ``python -m portrait eval --model M --data D --out O``):
 
 - Data: the ``test`` split of a data folder (for the synthetic set: identities built on source faces never
-  used in training). Images, depth and masks are taken at the model's working resolution ``R``.
+  used in training; for the real-texture set, :mod:`portrait.data.real_texture`, real photos of those faces
+  re-rendered at new poses with their own pixels). Images, depth and masks are taken at the model's working
+  resolution ``R``.
 - Depth estimation. The ground truth is normalised to [0, 1] over its mask (for the synthetic set: face,
   hair, ears and neck). Each prediction is aligned to it by least-squares scale and shift inside the
   evaluated region (Marigold's protocol); RMSE and MAE are then in units of that depth range. AbsRel and
@@ -22,7 +24,11 @@ Protocol (written down so anyone can rerun it; ``python -m portrait eval --model
   ``portrait.depth.blend_depth`` with weight ``W``, as the pipeline does by default); the mediapipe face-mesh depth (landmarks of the test image, rendered; defined
   only inside the mesh, its ``coverage`` of the ground-truth mask is reported, and the model is also scored
   on the mesh's region for a like-for-like comparison, and outside it, where the mesh says nothing); a
-  constant mean-face depth (the mean normalised depth of the *training* split, per pixel).
+  constant mean-face depth (the mean normalised depth of the *training* split, per pixel; of another folder's
+  with ``--mean-face-data``, for a set without one).
+- Settings: the app's prior strength and blend weight are chosen with ``--sweep-prior`` (every pair ranked by
+  RMSE on the model's own mask) on a split apart from the reported one: the real-texture set's ``tune`` split,
+  whose source faces are not in its ``test`` split.
 - Joint generation: the depth generated with the RGB vs the depth estimated back from the generated RGB.
 - Hole filling (the editing engine's use of the model): on held-out samples, holes of the kind a moved head
   uncovers (:func:`portrait.training.holes.random_holes` on the sample's outline) are painted as the studio
@@ -45,6 +51,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+SWEEP_GRID = (0.5, 0.7, 0.9)  # prior strengths and blend weights that --sweep-prior tries by default
 
 # --- metrics (numpy only) ---------------------------------------------------------------------------------
 
@@ -192,8 +200,13 @@ def evaluate(model: str | None, data: str | Path, out: str | Path, split: str = 
              steps: int = 20, ensemble: int = 1, prior_strengths: tuple[float, ...] = (0.5,),
              prior_weights: tuple[float, ...] = (0.5,), joint_samples: int = 8, seed: int = 0,
              camera_distance: float | None = None, timing_steps: int = 20, offset: int = 0,
-             hole_samples: int = 16) -> dict:
-    """Run the protocol of this module; write ``eval.md``, ``eval.json`` and ``contact_sheet.png`` into ``out``."""
+             hole_samples: int = 16, mean_face_data: str | Path | None = None, sweep: bool = False) -> dict:
+    """Run the protocol of this module; write ``eval.md``, ``eval.json`` and ``contact_sheet.png`` into ``out``.
+
+    ``mean_face_data``: the folder whose ``train`` split gives the mean face (default ``data``; a folder without
+    one, e.g. the real-texture set, needs the synthetic training set here). ``sweep``: also rank every prior
+    strength x blend weight evaluated (:func:`prior_sweep`), to choose the app's on a split apart from the
+    reported one."""
     import PIL.Image
     import torch
 
@@ -226,12 +239,19 @@ def evaluate(model: str | None, data: str | Path, out: str | Path, split: str = 
     test_samples, skipped = load_folder(data, split)
     if not test_samples:
         raise PortraitError(f"no usable {split!r} sample in {str(data)!r}")
-    train_samples, _ = load_folder(data, "train")
+    if mean_face_data is not None:
+        train_samples, _ = load_folder(mean_face_data, "train")
+        if not train_samples:
+            raise PortraitError(f"no usable 'train' sample in {str(mean_face_data)!r} for the mean face")
+    else:
+        train_samples, _ = load_folder(data, "train")
     test = at_res(test_samples)
     test = test[offset : offset + limit if limit else None]
     if not test:
         raise PortraitError(f"--offset {offset} leaves no {split!r} sample in {str(data)!r}")
     train = at_res(train_samples) if train_samples else test
+    mean_face_from = (f"the train split of {mean_face_data or data} ({len(train)} samples)" if train_samples
+                      else "the evaluated samples themselves (the data has no train split)")
     mean_face = mean_face_depth(np.stack([t[2] for t in train]), np.stack([t[3] for t in train]))
 
     gen = torch.Generator().manual_seed(seed)
@@ -368,8 +388,11 @@ def evaluate(model: str | None, data: str | Path, out: str | Path, split: str = 
         "seed": seed, "load_seconds": round(load_seconds, 2), "generate_seconds": round(generate_seconds, 2),
         "generate_steps": timing_steps,
         "camera_distance": camera_distance if camera_distance is not None else _default_distance(),
+        "mean_face_from": mean_face_from,
         "depth": acc.summary(), "joint": joint.summary(), "edit": edit.summary(), "holes": holes_summary,
     }
+    if sweep:
+        summary["sweep"] = prior_sweep(summary["depth"], prior_strengths, prior_weights)
     (out / "eval.json").write_text(json.dumps(summary, indent=1))
     (out / "eval.md").write_text(markdown_report(summary, columns))
     sheet = rows + gen_rows + hole_rows
@@ -378,6 +401,23 @@ def evaluate(model: str | None, data: str | Path, out: str | Path, split: str = 
         sheet = [t + [np.full_like(t[0], 255)] * (width - len(t)) for t in sheet]
         image_grid(sheet).save(out / "contact_sheet.png")
     return summary
+
+
+def prior_sweep(depth: dict, strengths: tuple[float, ...], weights: tuple[float, ...]) -> dict:
+    """Every prior strength x blend weight of an evaluation's ``depth`` rows, on the model's own head mask (as in
+    the app), and the one of lowest RMSE: ``{"grid": [{"strength", "weight", "rmse", "mae", "n"}], "best": {...},
+    "app": {"strength", "weight"}}`` (the app's current :data:`portrait.studio.DEFAULT_PRIOR_STRENGTH` and
+    ``DEFAULT_PRIOR_WEIGHT``)."""
+    from .studio import DEFAULT_PRIOR_STRENGTH, DEFAULT_PRIOR_WEIGHT
+
+    grid = []
+    for s in strengths:
+        for w in weights:
+            row = depth.get(f"model + mesh prior {s:g} + blend {w:g}", {})
+            if row.get("n"):
+                grid.append({"strength": s, "weight": w, "rmse": row["rmse"], "mae": row["mae"], "n": row["n"]})
+    best = min(grid, key=lambda g: g["rmse"]) if grid else None
+    return {"grid": grid, "best": best, "app": {"strength": DEFAULT_PRIOR_STRENGTH, "weight": DEFAULT_PRIOR_WEIGHT}}
 
 
 def _on(depth: np.ndarray | None, where: np.ndarray) -> np.ndarray:
@@ -402,7 +442,8 @@ def markdown_report(summary: dict, columns: list[str] | None = None) -> str:
         f"Data `{summary['data']}`, split `{summary['split']}`: {summary['samples']} samples"
         f"{after} at "
         f"{summary['resolution']}x{summary['resolution']} ({summary['skipped']} skipped, {summary['no_mesh']} without a "
-        f"detected face mesh). {summary['steps']} denoising steps, ensemble {summary['ensemble']}, seed {summary['seed']}.",
+        f"detected face mesh). {summary['steps']} denoising steps, ensemble {summary['ensemble']}, seed {summary['seed']}. "
+        f"Mean face: {summary.get('mean_face_from', 'the train split')}.",
         "RMSE / MAE: after least-squares scale and shift inside the evaluated region, in units of the depth range "
         f"over the ground-truth mask (normalised to [0, 1] there). AbsRel / delta<1.25: at a camera distance of "
         f"{summary['camera_distance']:g} crop widths. Coverage: share of the ground-truth mask with a prediction.",
@@ -427,7 +468,11 @@ def markdown_report(summary: dict, columns: list[str] | None = None) -> str:
               "missing (hair line, ears, neck). \"face mesh + mean face\" uses no model: the mesh where it exists, "
               "continued by the mean face aligned to it. \"model + mesh prior S + blend W\": \"model + mesh prior S\" averaged with the mesh where the "
               "mesh exists, the mesh's weight W ramping up from 0 at its edge (what the pipeline returns).", ""]
+    if summary.get("sweep"):
+        lines += _sweep_lines(summary)
     for title, key in (("Joint generation", "joint"), ("Editing", "edit")):
+        if not summary[key]:  # not run (e.g. --joint-samples 0)
+            continue
         lines += [f"## {title}", "", "| agreement | RMSE | MAE | n |", "|---|---|---|---|"]
         for name, s in summary[key].items():
             lines.append(f"| {name} | {s['rmse']:.4f} | {s['mae']:.4f} | {s['n']} |" if s.get("n") else f"| {name} | - | - | 0 |")
@@ -452,6 +497,25 @@ def markdown_report(summary: dict, columns: list[str] | None = None) -> str:
                   "generated depth, target depth, edited RGB, depth estimated from the edited RGB. Last rows: a "
                   "held-out sample, its holes (purple), the pre-fill, the model's painting.", ""]
     return "\n".join(lines)
+
+
+def _sweep_lines(summary: dict) -> list[str]:
+    sweep = summary["sweep"]
+    app = sweep["app"]
+    lines = ["## Prior sweep", "",
+             f"\"model + mesh prior S + blend W\" on the model's own head mask, split `{summary['split']}`: the setting "
+             f"of lowest RMSE is the one to give the app (now strength {app['strength']:g}, weight {app['weight']:g}). "
+             "Choose it on a split apart from the reported one (e.g. `tune`, faces never reported).", "",
+             "| prior strength | blend weight | RMSE | MAE | n | |", "|---|---|---|---|---|---|"]
+    for g in sweep["grid"]:
+        marks = [m for m, on in (("best", g == sweep["best"]),
+                                 ("app", (g["strength"], g["weight"]) == (app["strength"], app["weight"]))) if on]
+        lines.append(f"| {g['strength']:g} | {g['weight']:g} | {g['rmse']:.4f} | {g['mae']:.4f} | {g['n']} | "
+                     f"{', '.join(marks)} |")
+    if sweep["best"]:
+        lines += ["", f"Best: prior strength {sweep['best']['strength']:g}, blend weight {sweep['best']['weight']:g} "
+                  f"(RMSE {sweep['best']['rmse']:.4f})."]
+    return lines + [""]
 
 
 # --- the command ------------------------------------------------------------------------------------------
@@ -490,8 +554,18 @@ def register(subparsers) -> None:
     p.add_argument("--prior-weight", type=float, action="append", dest="prior_weights",
                    help="weight of the mesh where it exists, averaged into the result started from it (repeatable; "
                         "default 0.5, the pipeline's)")
-    p.add_argument("--joint-samples", type=int, default=8, help="identities used for generation / editing checks")
-    p.add_argument("--hole-samples", type=int, default=16, help="identities used for the hole-filling check")
+    p.add_argument("--sweep-prior", action="store_true",
+                   help="rank every prior strength x blend weight on the model's own mask and name the best (a table "
+                        "in eval.md, 'sweep' in eval.json); without --prior-strength / --prior-weight the grid is "
+                        f"{' '.join(f'{v:g}' for v in SWEEP_GRID)} for each. Run it on a split apart from the reported "
+                        "one (--split tune)")
+    p.add_argument("--mean-face-data", type=Path,
+                   help="folder whose train split gives the mean face (default: --data; e.g. the synthetic set for "
+                        "the real-texture set, which has no train split)")
+    p.add_argument("--joint-samples", type=int,
+                   help="identities used for generation / editing checks (default 8; 0 with --sweep-prior)")
+    p.add_argument("--hole-samples", type=int,
+                   help="identities used for the hole-filling check (default 16; 0 with --sweep-prior)")
     p.add_argument("--camera-distance", type=float, help="for AbsRel / delta1 (default: the crop camera's)")
     p.add_argument("--timing-steps", type=int, default=20, help="steps of the timed generation")
     p.add_argument("--seed", type=int, default=0)
@@ -511,19 +585,23 @@ def cmd_eval(args) -> None:
         return cmd_edits(args)
     if args.data is None:
         raise PortraitError("eval needs --data DIR (a held-out split) or --edits PHOTO...")
-    strengths = tuple(args.prior_strengths or (0.5,))
+    grid = SWEEP_GRID if args.sweep_prior else (0.5,)
+    strengths = tuple(args.prior_strengths or grid)
     if any(not 0.0 < s <= 1.0 for s in strengths):
         raise PortraitError(f"--prior-strength must be in (0, 1], got {strengths}")
-    weights = tuple(args.prior_weights or (0.5,))
+    weights = tuple(args.prior_weights or grid)
     if any(not 0.0 <= w <= 1.0 for w in weights):
         raise PortraitError(f"--prior-weight must be in [0, 1], got {weights}")
     if args.steps < 1:
         raise PortraitError("--steps must be at least 1")
     if args.offset < 0:
         raise PortraitError("--offset must be >= 0")
+    default_joint, default_holes = (0, 0) if args.sweep_prior else (8, 16)  # a sweep only needs the depth rows
+    joint_samples = default_joint if args.joint_samples is None else args.joint_samples
+    hole_samples = default_holes if args.hole_samples is None else args.hole_samples
     summary = evaluate(args.model, args.data, args.out, args.split, args.limit, args.steps, args.ensemble, strengths,
-                       weights, args.joint_samples, args.seed, args.camera_distance, args.timing_steps, args.offset,
-                       args.hole_samples)
+                       weights, joint_samples, args.seed, args.camera_distance, args.timing_steps, args.offset,
+                       hole_samples, args.mean_face_data, args.sweep_prior)
     print((Path(args.out) / "eval.md").read_text())
     if not math.isfinite(summary["load_seconds"]):
         raise PortraitError("evaluation failed")

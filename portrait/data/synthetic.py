@@ -10,7 +10,9 @@ z in units, larger = farther); the head (hair or scalp) is an ellipsoid through 
 the ears are small ellipsoids beside the face and the neck a cylinder behind the chin, each shaded by its
 own normals and given its own depth; the mask is where any of them is seen (NaN depth elsewhere). Long
 hair, shoulders and background are painted in RGB only. RGB is rendered at twice the size and
-box-filtered, so its edges are anti-aliased; depth and mask are at the output size.
+box-filtered, so its edges are anti-aliased; depth and mask are at the output size. :func:`head_depth` gives
+that geometry alone for any face mesh (the real-texture set, :mod:`portrait.data.real_texture`, lifts real
+photos onto it).
 
 Everything is reproducible from a seed: identity ``i`` of seed ``s`` draws from its own generator
 ``default_rng([s, i])``, so it is the same whatever the number of identities. Identities are split by
@@ -255,6 +257,109 @@ def _smooth_noise(rng: np.random.Generator, size: int, cells: int, stretch: tupl
     return np.asarray(img) / 1.5
 
 
+# --- head geometry (the depth beside the face mesh) ---------------------------------------------------------
+
+
+@dataclass
+class Solid:
+    """A part of the head beside the face mesh, at the painting size ``B``: ``alpha`` ``[B, B]`` coverage in
+    [0, 1], ``depth`` ``[B, B]`` camera z in units, ``normals`` ``[B, B, 3]`` unit normals (camera frame)."""
+
+    name: str  # "neck", "ear" or "head"
+    alpha: np.ndarray
+    depth: np.ndarray
+    normals: np.ndarray
+
+
+@dataclass
+class _Outline:
+    """The face oval's extent in painting-size pixels, and painting-size pixels per camera unit."""
+
+    cx: float
+    top: float
+    bottom: float
+    width: float
+    height: float
+    px_per_unit: float
+
+    @classmethod
+    def of(cls, mesh: FaceMesh, uv: np.ndarray) -> _Outline:
+        oval = uv[list(region("face_oval"))]
+        top, bottom = float(oval[:, 1].min()), float(oval[:, 1].max())
+        width = float(np.ptp(oval[:, 0]))
+        px_per_unit = width / max(float(np.ptp(mesh.vertices[list(region("face_oval")), 0])), 1e-6)
+        return cls(float(oval[:, 0].mean()), top, bottom, width, bottom - top, px_per_unit)
+
+
+def head_solids(mesh: FaceMesh, big: int, hair_volume: float, short_hair: bool,
+                uv: np.ndarray | None = None) -> list[Solid]:
+    """The neck (a vertical cylinder behind the chin), the two ears (small ellipsoids beside the face, a little
+    behind its outline) and the head (an ellipsoid, ``hair_volume`` times the face's size, whose front passes
+    through the top of the forehead; cut above the jaw line when ``short_hair``), posed with ``mesh``, at a
+    painting size of ``big`` pixels, in painter's order. ``uv``: ``mesh.project(big)``, if already computed."""
+    uv = mesh.project(big) if uv is None else uv  # [478, 2]
+    o = _Outline.of(mesh, uv)
+    z = mesh.vertices[:, 2]
+    yy, xx = (np.mgrid[0:big, 0:big].astype(np.float32) + 0.5) / big
+    solids = []
+
+    # neck: a vertical cylinder behind the chin
+    jaw_l, jaw_r, chin = uv[172], uv[397], uv[152]
+    neck_w = 0.32 * o.width
+    neck_top = (jaw_l[1] + jaw_r[1]) / 2
+    neck = _polygon_alpha(big, [np.array([
+        [chin[0] - neck_w, neck_top], [chin[0] + neck_w, neck_top],
+        [chin[0] + neck_w * 1.1, big * 1.2], [chin[0] - neck_w * 1.1, big * 1.2]])])
+    u = np.clip((xx * big - chin[0]) / (1.1 * neck_w), -1, 1)
+    w = np.sqrt(1 - u**2)
+    neck_front = float(z[152]) + 0.3 * o.height / o.px_per_unit
+    neck_depth = neck_front + 1.1 * neck_w / o.px_per_unit * (1 - w)
+    solids.append(Solid("neck", neck, neck_depth, np.stack([u, np.zeros_like(u), -w], -1)))
+
+    # ears: small ellipsoids at the sides of the face, a little behind the face outline
+    for k in (234, 454):
+        ear = uv[k]
+        radii = (0.08 * o.width, 0.16 * o.height)
+        alpha = _ellipse_alpha(big, (ear[0], ear[1] + 0.02 * o.height), radii)
+        eu, ev = (xx * big - ear[0]) / radii[0], (yy * big - ear[1] - 0.02 * o.height) / radii[1]
+        ew = np.sqrt(np.clip(1 - eu**2 - ev**2, 0, 1))
+        ear_depth = float(z[k]) + radii[0] / o.px_per_unit * (1.2 - 0.5 * ew)
+        solids.append(Solid("ear", alpha, ear_depth, _unit(np.stack([eu, ev, -ew], -1))))
+
+    # head: an ellipsoid whose front surface passes through the top of the forehead
+    centre = (o.cx, o.top + 0.42 * o.height)
+    radii = (0.56 * o.width * hair_volume, 0.62 * o.height * hair_volume)
+    head = _ellipse_alpha(big, centre, radii)
+    head *= np.clip((neck_top - yy * big) / (0.05 * o.height) + 0.5, 0, 1) if short_hair else 1.0
+    hu, hv = (xx * big - centre[0]) / radii[0], (yy * big - centre[1]) / radii[1]
+    hw = np.sqrt(np.clip(1 - hu**2 - hv**2, 0, 1))
+    rz = radii[0] / o.px_per_unit  # as deep as it is wide
+    brow = uv[10]
+    d10 = ((brow[0] - centre[0]) / radii[0]) ** 2 + ((brow[1] - centre[1]) / radii[1]) ** 2
+    head_centre_z = float(z[10]) + rz * np.sqrt(max(1 - d10, 0.0))
+    head_depth = head_centre_z - rz * hw
+    normals = _unit(np.stack([hu / radii[0], hv / radii[1], -hw / radii[0]], -1))
+    solids.append(Solid("head", head, head_depth, normals))
+    return solids
+
+
+def _composite_depth(solids: list[Solid], exact) -> np.ndarray:
+    """``[S, S]`` float32: each pixel takes the (box-filtered) depth of the last solid covering at least half of
+    it, then the face mesh's exact depth (``exact``, its render at ``S``) where the mesh is hit; NaN elsewhere."""
+    size = exact.depth.shape[0]
+    depth = np.full((size, size), np.nan, np.float32)
+    for solid in solids:
+        depth = np.where(_downsample(solid.alpha) >= 0.5, _downsample(solid.depth), depth)
+    return np.where(exact.mask, exact.depth, depth).astype(np.float32)
+
+
+def head_depth(mesh: FaceMesh, size: int, hair_volume: float = 1.1, short_hair: bool = True) -> np.ndarray:
+    """``[size, size]`` float32 camera z of the whole head of ``mesh`` (units, NaN off it): the face mesh's exact
+    depth where it is hit, the neck, ears and head of :func:`head_solids` around it (rendered at
+    ``SUPERSAMPLE`` times the size and box-filtered). The depth the synthetic renderer gives its portraits."""
+    return _composite_depth(head_solids(mesh, size * SUPERSAMPLE, hair_volume, short_hair), render_depth(mesh, size))
+
+
 def render_view(identity: Identity, view: View, size: int) -> Sample:
     """Render one view of an identity at ``size`` x ``size`` pixels."""
     mesh = apply_controls(identity.mesh, view.controls)
@@ -275,12 +380,8 @@ def render_view(identity: Identity, view: View, size: int) -> Sample:
     # 3. Head (hair or scalp), ears and neck: simple solids (an ellipsoid, ellipsoidal ears, a cylinder)
     #    posed with the face, shaded by their own normals and given their own depth. Painter's order
     #    decides what is seen: the depth of a pixel is the depth of the layer painted last over it.
-    oval = uv[list(region("face_oval"))]
-    cx = float(oval[:, 0].mean())
-    top, bottom = float(oval[:, 1].min()), float(oval[:, 1].max())
-    width, height = float(np.ptp(oval[:, 0])), bottom - top
-    px_per_unit = width / max(float(np.ptp(mesh.vertices[list(region("face_oval")), 0])), 1e-6)  # painting size
-    z = mesh.vertices[:, 2]
+    outline = _Outline.of(mesh, uv)
+    cx, top, bottom, width, height = outline.cx, outline.top, outline.bottom, outline.width, outline.height
     hair_tex = 1.0 + 0.12 * _smooth_noise(rng, big, 6, (1, 5))[..., None]
     hair_albedo = (identity.skin * 0.9 if identity.bald else identity.hair) * hair_tex
     skin_albedo = identity.skin
@@ -289,10 +390,7 @@ def render_view(identity: Identity, view: View, size: int) -> Sample:
         diffuse = np.clip((normals * view.light).sum(-1), 0, 1)[..., None]
         return albedo * (view.ambient + (1 - view.ambient) * diffuse) * view.light_colour
 
-    jaw_l, jaw_r, chin = uv[172], uv[397], uv[152]
-    neck_w = 0.32 * width
-    neck_top = (jaw_l[1] + jaw_r[1]) / 2
-    layers: list[tuple[np.ndarray, np.ndarray | None]] = []  # (alpha, depth or None), painting size, in order
+    chin = uv[152]
 
     # long hair and shoulders: RGB only (no depth, outside the mask)
     shoulders = _ellipse_alpha(big, (cx, bottom + 0.95 * height), (1.1 * width, 0.55 * height))
@@ -304,48 +402,15 @@ def render_view(identity: Identity, view: View, size: int) -> Sample:
             [cx + 0.55 * width * identity.hair_volume, top + 0.5 * height],
             [cx + 0.6 * width, drop], [cx - 0.6 * width, drop]])])
         canvas = _over(canvas, long_hair, hair_albedo * side * view.light_colour)
-        layers.append((long_hair, None))
     canvas = _over(canvas, shoulders, identity.clothes * side * view.light_colour)
-    layers.append((shoulders, None))
 
-    # neck: a vertical cylinder behind the chin
-    neck = _polygon_alpha(big, [np.array([
-        [chin[0] - neck_w, neck_top], [chin[0] + neck_w, neck_top],
-        [chin[0] + neck_w * 1.1, big * 1.2], [chin[0] - neck_w * 1.1, big * 1.2]])])
-    u = np.clip((xx * big - chin[0]) / (1.1 * neck_w), -1, 1)
-    w = np.sqrt(1 - u**2)
-    neck_front = float(z[152]) + 0.3 * height / px_per_unit
-    neck_depth = neck_front + 1.1 * neck_w / px_per_unit * (1 - w)
-    neck_n = np.stack([u, np.zeros_like(u), -w], -1)
+    # neck, ears and head (see head_solids), each shaded by its own normals
+    solids = head_solids(mesh, big, identity.hair_volume, short_hair=identity.hair_length <= 0.3, uv=uv)
     neck_shade = np.clip(0.55 + 0.45 * (yy * big - chin[1]) / max(0.3 * height, 1), 0.55, 1.0)[..., None]
-    canvas = _over(canvas, neck, lit(neck_n, skin_albedo) * neck_shade)
-    layers.append((neck, neck_depth))
-
-    # ears: small ellipsoids at the sides of the face, a little behind the face outline
-    for k in (234, 454):
-        ear = uv[k]
-        radii = (0.08 * width, 0.16 * height)
-        alpha = _ellipse_alpha(big, (ear[0], ear[1] + 0.02 * height), radii)
-        eu, ev = (xx * big - ear[0]) / radii[0], (yy * big - ear[1] - 0.02 * height) / radii[1]
-        ew = np.sqrt(np.clip(1 - eu**2 - ev**2, 0, 1))
-        ear_depth = float(z[k]) + radii[0] / px_per_unit * (1.2 - 0.5 * ew)
-        canvas = _over(canvas, alpha, lit(_unit(np.stack([eu, ev, -ew], -1)), skin_albedo * 0.95))
-        layers.append((alpha, ear_depth))
-
-    # head: an ellipsoid whose front surface passes through the top of the forehead
-    centre = (cx, top + 0.42 * height)
-    radii = (0.56 * width * identity.hair_volume, 0.62 * height * identity.hair_volume)
-    head = _ellipse_alpha(big, centre, radii)
-    head *= np.clip((neck_top - yy * big) / (0.05 * height) + 0.5, 0, 1) if identity.hair_length <= 0.3 else 1.0
-    hu, hv = (xx * big - centre[0]) / radii[0], (yy * big - centre[1]) / radii[1]
-    hw = np.sqrt(np.clip(1 - hu**2 - hv**2, 0, 1))
-    rz = radii[0] / px_per_unit  # as deep as it is wide
-    brow = uv[10]
-    d10 = ((brow[0] - centre[0]) / radii[0]) ** 2 + ((brow[1] - centre[1]) / radii[1]) ** 2
-    head_centre_z = float(z[10]) + rz * np.sqrt(max(1 - d10, 0.0))
-    head_depth = head_centre_z - rz * hw
-    canvas = _over(canvas, head, lit(_unit(np.stack([hu / radii[0], hv / radii[1], -hw / radii[0]], -1)), hair_albedo))
-    layers.append((head, head_depth))
+    albedos = {"neck": skin_albedo, "ear": skin_albedo * 0.95, "head": hair_albedo}
+    for solid in solids:
+        shading = lit(solid.normals, albedos[solid.name])
+        canvas = _over(canvas, solid.alpha, shading * neck_shade if solid.name == "neck" else shading)
 
     # 4. Face albedo: skin with blotches and blush, then brows, eyes, lips painted from projected landmarks
     albedo = np.broadcast_to(identity.skin, (big, big, 3)).copy()
@@ -385,12 +450,8 @@ def render_view(identity: Identity, view: View, size: int) -> Sample:
     # 6. Box-filter down to the output size
     rgb = np.clip(np.round(_downsample(canvas) * 255), 0, 255).astype(np.uint8)
 
-    # 7. Depth at the output size: each pixel takes the (box-filtered) depth of the last layer covering at
-    #    least half of it, none for an RGB-only layer, then the face mesh's exact depth where the mesh is hit
-    depth = np.full((size, size), np.nan, np.float32)
-    for alpha, layer_depth in layers:
-        depth = np.where(_downsample(alpha) >= 0.5, np.nan if layer_depth is None else _downsample(layer_depth), depth)
-    depth = np.where(exact.mask, exact.depth, depth).astype(np.float32)
+    # 7. Depth at the output size (see head_depth)
+    depth = _composite_depth(solids, exact)
     return Sample(rgb=rgb, depth=depth, mask=np.isfinite(depth), controls=view.controls.to_dict())
 
 
