@@ -25,8 +25,10 @@ from .layer import EYES, MOUTH, HeadLayer
 # x and y: `python -m portrait eval --edits` on the two examples with this set to 1), so the head turns as if
 # deeper along its own front-to-back axis: for turns (yaw) this much, for nods (pitch) this much. Chosen on the
 # example photos with the same command (README, "Editing real photos"); one relief of 1.6 for both re-measured
-# pitch +-10 at 12-17 degrees.
-DEFAULT_RELIEF = (1.6, 1.2)
+# pitch +-10 at 12-17 degrees. Turns were re-chosen when the holes at the outline (where mediapipe's face
+# outline lands) were painted by the hole-trained model: 1.6 then re-measured yaw +-20 at 17.7-24.6 degrees
+# (5 of 20 edits past 24), 1.5 at 17.4-24.4 (1 of 20).
+DEFAULT_RELIEF = (1.5, 1.2)
 RBF_GRID = 128  # the expression field is evaluated on this grid over the crop, then interpolated
 JAW_FADE_SIDE = 0.8  # eye distances past the mouth corners over which the jaw's rotation fades out
 JAW_FADE_NECK = 0.5  # eye distances below the jaw line over which it fades out
