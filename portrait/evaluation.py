@@ -35,6 +35,8 @@ Protocol (written down so anyone can rerun it; ``python -m portrait eval --model
   paints them (:func:`portrait.studio.paint_holes`: RGB known outside the holes, depth known everywhere, from
   the Telea pre-fill at ``FILL_STRENGTH``, ``FILL_STEPS`` steps), with another view of the person as the
   reference; RGB RMSE (in [0, 1]) and PSNR inside the holes against the sample, beside the pre-fill alone.
+  Its identities (``hole_samples``) are not bounded by ``limit``: ``--limit 1 --hole-samples 80`` measures
+  hole filling alone on every held-out identity.
 - Editing: the target depth (another view of the person) vs the depth estimated from the edited RGB.
 
 Edits of real photos (identity, re-measured pose, expression, background; no data folder) are measured by
@@ -245,8 +247,8 @@ def evaluate(model: str | None, data: str | Path, out: str | Path, split: str = 
             raise PortraitError(f"no usable 'train' sample in {str(mean_face_data)!r} for the mean face")
     else:
         train_samples, _ = load_folder(data, "train")
-    test = at_res(test_samples)
-    test = test[offset : offset + limit if limit else None]
+    every = at_res(test_samples)[offset:]  # the hole-filling check draws from all of it (--hole-samples)
+    test = every[:limit] if limit else every
     if not test:
         raise PortraitError(f"--offset {offset} leaves no {split!r} sample in {str(data)!r}")
     train = at_res(train_samples) if train_samples else test
@@ -363,7 +365,10 @@ def evaluate(model: str | None, data: str | Path, out: str | Path, split: str = 
 
     holes_acc: dict[str, list[float]] = {}
     hole_rows = []
-    with_reference = [v for v in by_identity.values() if len(v) >= 2][:hole_samples]
+    every_identity: dict[str, list] = {}
+    for item in every:
+        every_identity.setdefault(item[0].identity, []).append(item)
+    with_reference = [v for v in every_identity.values() if len(v) >= 2][:hole_samples]
     for k, views in enumerate(with_reference):
         _, truth, target, tmask = views[1]
         holes = random_holes(r, np.random.default_rng([seed, k]), head=tmask)
@@ -565,7 +570,8 @@ def register(subparsers) -> None:
     p.add_argument("--joint-samples", type=int,
                    help="identities used for generation / editing checks (default 8; 0 with --sweep-prior)")
     p.add_argument("--hole-samples", type=int,
-                   help="identities used for the hole-filling check (default 16; 0 with --sweep-prior)")
+                   help="identities used for the hole-filling check, the first with two views from --offset on, "
+                        "whatever --limit (default 16; 0 with --sweep-prior)")
     p.add_argument("--camera-distance", type=float, help="for AbsRel / delta1 (default: the crop camera's)")
     p.add_argument("--timing-steps", type=int, default=20, help="steps of the timed generation")
     p.add_argument("--seed", type=int, default=0)

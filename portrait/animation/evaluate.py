@@ -141,8 +141,8 @@ def evaluate_animation(studio, photo_path, driving, out_dir, *, self_reenactment
         from .script import write_clip
 
         scripted = track_video(write_clip(studio, photo, out / "scripted.mp4", seed=seed))
-    floor = jitter(scripted)
-    ratio = jitter_ratio(result, driver if jitter(driver) >= floor else scripted)
+    floor, driver_jitter = jitter(scripted), jitter(driver)
+    ratio = jitter_ratio(result, driver if driver_jitter >= floor else scripted)
 
     reference = face_descriptor(photo.image)
     identity, self_psnr, self_identity = [], [], []
@@ -162,7 +162,7 @@ def evaluate_animation(studio, photo_path, driving, out_dir, *, self_reenactment
         "seconds": seconds, "seconds_per_frame": seconds / max(anim.frames, 1),
         "pose_error_deg": float(np.nanmean(apd)), "expression_error": float(np.nanmean(aed)),
         "identity_mean": float(np.mean(identity)), "identity_max": float(np.max(identity)),
-        "jitter_result": jitter(result), "jitter_driver": jitter(driver), "jitter_photo_scripted": floor,
+        "jitter_result": jitter(result), "jitter_driver": driver_jitter, "jitter_photo_scripted": floor,
         "jitter_ratio": ratio[0], "jitter_ratio_95": list(ratio[1:]),
         "per_frame": {"pose_error_deg": apd.tolist(), "expression_error": aed.tolist(), "identity": identity},
     }
