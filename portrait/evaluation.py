@@ -36,7 +36,9 @@ Protocol (written down so anyone can rerun it; ``python -m portrait eval --model
   the Telea pre-fill at ``FILL_STRENGTH``, ``FILL_STEPS`` steps), with another view of the person as the
   reference; RGB RMSE (in [0, 1]) and PSNR inside the holes against the sample, beside the pre-fill alone.
   Its identities (``hole_samples``) are not bounded by ``limit``: ``--limit 1 --hole-samples 80`` measures
-  hole filling alone on every held-out identity.
+  hole filling alone on every held-out identity; ``--hole-masks K`` draws K masks per sample (a small split,
+  such as the real-texture set's ``examples``). Each fill is also scored apart on the hole pixels of the head
+  and of the background behind it, and a third fill keeps the model's painting on the head only.
 - Editing: the target depth (another view of the person) vs the depth estimated from the edited RGB.
 
 Edits of real photos (identity, re-measured pose, expression, background; no data folder) are measured by
@@ -53,6 +55,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+PROFILE_SIZE = 128  # profiles.png: the first samples' photo, true and estimated depth turned side on
 
 SWEEP_GRID = (0.5, 0.7, 0.9)  # prior strengths and blend weights that --sweep-prior tries by default
 
@@ -202,8 +206,10 @@ def evaluate(model: str | None, data: str | Path, out: str | Path, split: str = 
              steps: int = 20, ensemble: int = 1, prior_strengths: tuple[float, ...] = (0.5,),
              prior_weights: tuple[float, ...] = (0.5,), joint_samples: int = 8, seed: int = 0,
              camera_distance: float | None = None, timing_steps: int = 20, offset: int = 0,
-             hole_samples: int = 16, mean_face_data: str | Path | None = None, sweep: bool = False) -> dict:
-    """Run the protocol of this module; write ``eval.md``, ``eval.json`` and ``contact_sheet.png`` into ``out``.
+             hole_samples: int = 16, mean_face_data: str | Path | None = None, sweep: bool = False,
+             hole_masks: int = 1) -> dict:
+    """Run the protocol of this module; write ``eval.md``, ``eval.json``, ``contact_sheet.png`` and ``profiles.png``
+    (the first samples side on: photo, true depth, the last prior setting's estimate, shaded) into ``out``.
 
     ``mean_face_data``: the folder whose ``train`` split gives the mean face (default ``data``; a folder without
     one, e.g. the real-texture set, needs the synthetic training set here). ``sweep``: also rank every prior
@@ -216,6 +222,7 @@ def evaluate(model: str | None, data: str | Path, out: str | Path, split: str = 
     from .depth import blend_depth, code_to_depth, colorize_depth, complete_depth, depth_to_code, on_mask
     from .errors import PortraitError
     from .pipelines.loading import load_pipeline
+    from .turntable import profile
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -263,7 +270,7 @@ def evaluate(model: str | None, data: str | Path, out: str | Path, split: str = 
 
     # 3. Depth estimation: model (noise / mesh prior), face mesh, mean face
     acc = Accumulator()
-    rows, no_mesh = [], 0
+    rows, profiles, no_mesh = [], [], 0
     for k, (_record, image, gt, mask) in enumerate(test):
         points = find_landmarks(image)
         mesh = mesh_depth(image, r, points)
@@ -319,6 +326,10 @@ def evaluate(model: str | None, data: str | Path, out: str | Path, split: str = 
                     if region is not None else None)
             acc.add(f"{name} [outside the mesh]", depth_scores(p, gt, mask, camera_distance=camera_distance, scored=outside)
                     if outside is not None else None)
+        if k < 4:  # the nose's height, side on: the truth and the last setting's estimate, shaded
+            app = predictions[f"model + mesh prior {s:g} + blend {w:g}"]
+            profiles.append([np.asarray(image.resize((PROFILE_SIZE,) * 2)), profile(gt, mask, size=PROFILE_SIZE),
+                             profile(app, size=PROFILE_SIZE)])
         if k < 6:
             tiles = [np.asarray(image), colorize_depth(np.where(mask, gt, np.nan))]
             tiles += [colorize_depth(p) for p in predictions.values()]
@@ -371,17 +382,25 @@ def evaluate(model: str | None, data: str | Path, out: str | Path, split: str = 
     with_reference = [v for v in every_identity.values() if len(v) >= 2][:hole_samples]
     for k, views in enumerate(with_reference):
         _, truth, target, tmask = views[1]
-        holes = random_holes(r, np.random.default_rng([seed, k]), head=tmask)
         truth = np.asarray(truth)
-        start = prefill(truth, holes, radius_px=r / 128)
-        painted = paint_holes(pipe, views[0][1], start, holes, np.where(tmask, target, np.nan), seed=seed + k)
-        for name, fill in (("pre-fill alone (OpenCV Telea)", start), ("model (the studio's painting)", painted)):
-            err = (fill[holes].astype(np.float64) - truth[holes]) / 255.0
-            holes_acc.setdefault(name, []).append(float(np.sqrt(np.mean(err**2))))
-        if k < 4:
-            shown = truth.copy()
-            shown[holes] = (0.5 * shown[holes] + [127, 0, 127]).astype(np.uint8)
-            hole_rows.append([truth, shown, start, painted])
+        for j in range(hole_masks):  # mask 0 of sample k is the one a single-mask run draws
+            holes = random_holes(r, np.random.default_rng([seed, k] if j == 0 else [seed, k, j]), head=tmask)
+            start = prefill(truth, holes, radius_px=r / 128)
+            depth = np.where(tmask, target, np.nan)
+            fills = {
+                "pre-fill alone (OpenCV Telea)": start,
+                "model (the studio's painting)": paint_holes(pipe, views[0][1], start, holes, depth, seed=seed + k + j),
+            }
+            fills["model inside the head, pre-fill behind it"] = np.where(tmask[..., None], fills["model (the studio's painting)"], start)
+            for name, fill in fills.items():
+                for part, where in (("", holes), (" [head]", holes & tmask), (" [background]", holes & ~tmask)):
+                    if where.any():
+                        err = (fill[where].astype(np.float64) - truth[where]) / 255.0
+                        holes_acc.setdefault(name + part, []).append(float(np.sqrt(np.mean(err**2))))
+            if k < 4 and j == 0:
+                shown = truth.copy()
+                shown[holes] = (0.5 * shown[holes] + [127, 0, 127]).astype(np.uint8)
+                hole_rows.append([truth, shown, start, fills["model (the studio's painting)"]])
     holes_summary = {name: {"rmse": float(np.mean(v)), "psnr": float(np.mean([20 * math.log10(1 / max(e, 1e-6)) for e in v])),
                             "n": len(v)} for name, v in holes_acc.items()}
     holes_summary["steps"] = FILL_STEPS
@@ -400,6 +419,8 @@ def evaluate(model: str | None, data: str | Path, out: str | Path, split: str = 
         summary["sweep"] = prior_sweep(summary["depth"], prior_strengths, prior_weights)
     (out / "eval.json").write_text(json.dumps(summary, indent=1))
     (out / "eval.md").write_text(markdown_report(summary, columns))
+    if profiles:
+        image_grid(profiles).save(out / "profiles.png")
     sheet = rows + gen_rows + hole_rows
     if sheet:
         width = max(len(t) for t in sheet)
@@ -486,7 +507,8 @@ def markdown_report(summary: dict, columns: list[str] | None = None) -> str:
     if holes:
         lines += ["## Hole filling", "",
                   f"Holes on the head's outline of held-out samples, painted with another view as the reference "
-                  f"({summary['holes']['steps']} steps); RGB error inside the holes only.", "",
+                  f"({summary['holes']['steps']} steps); RGB error inside the holes only ([head] / [background]: "
+                  f"on the hole pixels of the head / behind it; a mean over masks).", "",
                   "| fill | RMSE | PSNR (dB) | n |", "|---|---|---|---|"]
         lines += [f"| {name} | {s['rmse']:.4f} | {s['psnr']:.2f} | {s['n']} |" for name, s in holes.items()]
         lines.append("")
@@ -547,7 +569,8 @@ def register(subparsers) -> None:
     p.add_argument("--variants", action="store_true",
                    help="with --edits: also mirrored, re-cropped and resized (0.5x, 2x) copies of each photo")
     p.add_argument("--method", choices=("warp", "regenerate"), help="with --edits: Studio.edit's method (default: its own)")
-    p.add_argument("--out", required=True, type=Path, help="output folder for eval.md, eval.json, contact_sheet.png")
+    p.add_argument("--out", required=True, type=Path,
+                   help="output folder for eval.md, eval.json, contact_sheet.png, profiles.png")
     p.add_argument("--split", default="test")
     p.add_argument("--limit", type=int, help="evaluate only N samples")
     p.add_argument("--offset", type=int, default=0,
@@ -572,6 +595,7 @@ def register(subparsers) -> None:
     p.add_argument("--hole-samples", type=int,
                    help="identities used for the hole-filling check, the first with two views from --offset on, "
                         "whatever --limit (default 16; 0 with --sweep-prior)")
+    p.add_argument("--hole-masks", type=int, default=1, help="random hole masks per hole-filling sample")
     p.add_argument("--camera-distance", type=float, help="for AbsRel / delta1 (default: the crop camera's)")
     p.add_argument("--timing-steps", type=int, default=20, help="steps of the timed generation")
     p.add_argument("--seed", type=int, default=0)
@@ -602,12 +626,14 @@ def cmd_eval(args) -> None:
         raise PortraitError("--steps must be at least 1")
     if args.offset < 0:
         raise PortraitError("--offset must be >= 0")
+    if args.hole_masks < 1:
+        raise PortraitError("--hole-masks must be at least 1")
     default_joint, default_holes = (0, 0) if args.sweep_prior else (8, 16)  # a sweep only needs the depth rows
     joint_samples = default_joint if args.joint_samples is None else args.joint_samples
     hole_samples = default_holes if args.hole_samples is None else args.hole_samples
     summary = evaluate(args.model, args.data, args.out, args.split, args.limit, args.steps, args.ensemble, strengths,
                        weights, joint_samples, args.seed, args.camera_distance, args.timing_steps, args.offset,
-                       hole_samples, args.mean_face_data, args.sweep_prior)
+                       hole_samples, args.mean_face_data, args.sweep_prior, args.hole_masks)
     print((Path(args.out) / "eval.md").read_text())
     if not math.isfinite(summary["load_seconds"]):
         raise PortraitError("evaluation failed")

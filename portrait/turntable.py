@@ -24,6 +24,7 @@ DEGREES = 30.0  # the turn, either way
 FRAMES, FPS = 30, 15  # one loop of 2 s
 RAYS_PER_PIXEL = 1.5  # rays cast per depth pixel along a side, at most (the mesh has no finer detail); then resized
 BACKGROUND = (255, 255, 255)
+PROFILE_DEGREES, PROFILE_GREY = 70.0, 200  # profile(): the turn and the plain colour
 
 
 def turntable(
@@ -34,6 +35,24 @@ def turntable(
     coloured by ``rgb`` ``[H, W, 3]``, turning from the front to ``+degrees`` (the side on the viewer's right
     comes forward), back through ``-degrees`` and to the front again: a seamless loop whose first frame is the
     photo's view."""
+    angles = [degrees * math.sin(2 * math.pi * k / frames) for k in range(frames)]
+    return turned_views(depth, rgb, mask, angles, size=size, fov_deg=fov_deg)
+
+
+def profile(depth: np.ndarray, mask: np.ndarray | None = None, *, degrees: float = PROFILE_DEGREES,
+            size: int = SIZE, fov_deg: float = DEFAULT_FOV_DEG) -> np.ndarray:
+    """``[size, size, 3]`` uint8: the mesh of ``depth`` in plain grey, shaded, turned ``degrees`` (the face's left
+    side towards the viewer): the view that shows a nose's height, a flat or clipped tip."""
+    grey = np.full((*np.shape(depth), 3), PROFILE_GREY, np.uint8)
+    return next(iter(turned_views(depth, grey, mask, [degrees], size=size, fov_deg=fov_deg)))
+
+
+def turned_views(
+    depth: np.ndarray, rgb: np.ndarray, mask: np.ndarray | None, angles: list[float], *, size: int = SIZE,
+    fov_deg: float = DEFAULT_FOV_DEG,
+) -> Iterator[np.ndarray]:
+    """One frame ``[size, size, 3]`` uint8 per angle in ``angles`` (degrees about the vertical axis; positive: the
+    side on the viewer's right comes forward) of the mesh of ``depth`` coloured by ``rgb``, lit from the camera."""
     import cv2
     import open3d as o3d  # lazy: slow to import
 
@@ -52,9 +71,9 @@ def turntable(
     rays_side = int(min(size, math.ceil(RAYS_PER_PIXEL * max(np.shape(depth)))))
     directions = PinholeCamera(fov_deg).ray_directions(rays_side).reshape(-1, 3)
     pivot = (vertices.min(axis=0) + vertices.max(axis=0)) / 2 if len(vertices) else np.zeros(3, np.float32)
-    for k in range(frames):
+    for degrees in angles:
         # the mesh turned by `rot` about the pivot = the camera turned by its inverse: the scene stays built
-        a = math.radians(degrees * math.sin(2 * math.pi * k / frames))
+        a = math.radians(degrees)
         rot = np.array([[math.cos(a), 0, math.sin(a)], [0, 1, 0], [-math.sin(a), 0, math.cos(a)]], np.float32)
         rays = np.concatenate([np.broadcast_to(pivot - pivot @ rot, directions.shape), directions @ rot], axis=1)
         hits = scene.cast_rays(o3d.core.Tensor(np.ascontiguousarray(rays, np.float32)))

@@ -73,6 +73,10 @@ def test_eval_command_on_a_tiny_model(tmp_path, tiny_model_dir):
                 "| model + mesh prior 0.5 + blend 1 |", "Joint generation", "Editing"):
         assert row in report
     assert (tmp_path / "eval" / "contact_sheet.png").is_file()
+    from PIL import Image
+
+    profiles = Image.open(tmp_path / "eval" / "profiles.png")  # 2 samples x (photo, truth, estimate) side on
+    assert profiles.size[0] >= 3 * evaluation.PROFILE_SIZE and profiles.size[1] >= 2 * evaluation.PROFILE_SIZE
     import json
 
     summary = json.loads((tmp_path / "eval" / "eval.json").read_text())

@@ -8,7 +8,7 @@ import pytest
 
 from portrait.mesh import camera_distance, depth_to_mesh, depth_to_points
 from portrait.relight import depth_normals, light_direction, normals_to_rgb, relight, shading
-from portrait.turntable import FPS, FRAMES, SIZE, turntable, write_turntable
+from portrait.turntable import FPS, FRAMES, SIZE, profile, turntable, write_turntable
 
 ROOT = Path(__file__).resolve().parent.parent
 ASTRONAUT = str(ROOT / "examples" / "astronaut.png")
@@ -250,3 +250,18 @@ def test_a_light_from_the_left_brightens_the_left_cheek_on_the_examples(name):
     assert left / right > 1.15, (left, right)
     left, right = cheek_gains(photo, original, studio.relight(photo, depth, 60, 20, 0.8).image)
     assert right / left > 1.15, (left, right)
+
+
+def test_profile_shows_a_nose_side_on():
+    """Side on, a nose standing out of the sphere widens the silhouette; the view is plain grey, shaded."""
+    depth, _ = sphere(64)
+    nosed = depth.copy()
+    yy, xx = np.mgrid[0:64, 0:64]
+    tip = np.hypot(yy - 32, xx - 32) < 4
+    nosed[tip] -= 0.25 * (4 - np.hypot(yy - 32, xx - 32)[tip]) / 4  # a cone, up to a quarter of the radius
+    views = [profile(d, np.isfinite(d)) for d in (depth, nosed)]
+    columns = [np.nonzero((v < 250).any(axis=(0, 2)))[0] for v in views]  # the columns the mesh covers
+    width = [int(c[-1] - c[0]) for c in columns]
+    assert width[1] > width[0] + 5  # the tip sticks out of the silhouette (the turn's pivot moves with it)
+    face = views[0][(views[0] < 250).any(axis=2)]
+    assert np.all(face[:, 0] == face[:, 1]) and np.all(face[:, 1] == face[:, 2]) and face[:, 0].std() > 5
