@@ -38,7 +38,8 @@ Protocol (written down so anyone can rerun it; ``python -m portrait eval --model
   Its identities (``hole_samples``) are not bounded by ``limit``: ``--limit 1 --hole-samples 80`` measures
   hole filling alone on every held-out identity; ``--hole-masks K`` draws K masks per sample (a small split,
   such as the real-texture set's ``examples``). Each fill is also scored apart on the hole pixels of the head
-  and of the background behind it, and a third fill keeps the model's painting on the head only.
+  and of the background behind it, and a third fill keeps the model's painting on the head only;
+  ``--fill-strength S`` adds the painting from another strength than the studio's ``FILL_STRENGTH``.
 - Editing: the target depth (another view of the person) vs the depth estimated from the edited RGB.
 
 Edits of real photos (identity, re-measured pose, expression, background; no data folder) are measured by
@@ -207,7 +208,7 @@ def evaluate(model: str | None, data: str | Path, out: str | Path, split: str = 
              prior_weights: tuple[float, ...] = (0.5,), joint_samples: int = 8, seed: int = 0,
              camera_distance: float | None = None, timing_steps: int = 20, offset: int = 0,
              hole_samples: int = 16, mean_face_data: str | Path | None = None, sweep: bool = False,
-             hole_masks: int = 1) -> dict:
+             hole_masks: int = 1, fill_strengths: tuple[float, ...] = ()) -> dict:
     """Run the protocol of this module; write ``eval.md``, ``eval.json``, ``contact_sheet.png`` and ``profiles.png``
     (the first samples side on: photo, true depth, the last prior setting's estimate, shaded) into ``out``.
 
@@ -392,6 +393,9 @@ def evaluate(model: str | None, data: str | Path, out: str | Path, split: str = 
                 "model (the studio's painting)": paint_holes(pipe, views[0][1], start, holes, depth, seed=seed + k + j),
             }
             fills["model inside the head, pre-fill behind it"] = np.where(tmask[..., None], fills["model (the studio's painting)"], start)
+            for strength in fill_strengths:
+                fills[f"model from strength {strength:g}"] = paint_holes(pipe, views[0][1], start, holes, depth,
+                                                                         seed=seed + k + j, strength=strength)
             for name, fill in fills.items():
                 for part, where in (("", holes), (" [head]", holes & tmask), (" [background]", holes & ~tmask)):
                     if where.any():
@@ -596,6 +600,9 @@ def register(subparsers) -> None:
                    help="identities used for the hole-filling check, the first with two views from --offset on, "
                         "whatever --limit (default 16; 0 with --sweep-prior)")
     p.add_argument("--hole-masks", type=int, default=1, help="random hole masks per hole-filling sample")
+    p.add_argument("--fill-strength", type=float, action="append", dest="fill_strengths", default=[],
+                   help="also paint the holes from the pre-fill noised to this strength (repeatable; the studio's "
+                        "is portrait.studio.FILL_STRENGTH)")
     p.add_argument("--camera-distance", type=float, help="for AbsRel / delta1 (default: the crop camera's)")
     p.add_argument("--timing-steps", type=int, default=20, help="steps of the timed generation")
     p.add_argument("--seed", type=int, default=0)
@@ -628,12 +635,14 @@ def cmd_eval(args) -> None:
         raise PortraitError("--offset must be >= 0")
     if args.hole_masks < 1:
         raise PortraitError("--hole-masks must be at least 1")
+    if any(not 0.0 < s <= 1.0 for s in args.fill_strengths):
+        raise PortraitError(f"--fill-strength must be in (0, 1], got {args.fill_strengths}")
     default_joint, default_holes = (0, 0) if args.sweep_prior else (8, 16)  # a sweep only needs the depth rows
     joint_samples = default_joint if args.joint_samples is None else args.joint_samples
     hole_samples = default_holes if args.hole_samples is None else args.hole_samples
     summary = evaluate(args.model, args.data, args.out, args.split, args.limit, args.steps, args.ensemble, strengths,
                        weights, joint_samples, args.seed, args.camera_distance, args.timing_steps, args.offset,
-                       hole_samples, args.mean_face_data, args.sweep_prior, args.hole_masks)
+                       hole_samples, args.mean_face_data, args.sweep_prior, args.hole_masks, tuple(args.fill_strengths))
     print((Path(args.out) / "eval.md").read_text())
     if not math.isfinite(summary["load_seconds"]):
         raise PortraitError("evaluation failed")

@@ -248,17 +248,20 @@ class RelightResult:
 
 def paint_holes(pipe: PortraitPipeline, reference: PIL.Image.Image, start: np.ndarray, holes: np.ndarray,
                 depth: np.ndarray, into: np.ndarray | None = None, steps: int = FILL_STEPS, guidance: float = 2.0,
-                seed: int = 0, callback=None, reference_features: ReferenceFeatures | None = None) -> np.ndarray:
+                seed: int = 0, callback=None, reference_features: ReferenceFeatures | None = None,
+                strength: float | None = None) -> np.ndarray:
     """The one hole-painting step of the studio: ``start`` ``[S, S, 3]`` uint8 (its holes pre-filled, e.g. by
     :func:`portrait.compositing.prefill`) with the joint model's painting of ``holes`` (RGB known outside them,
-    ``depth`` known everywhere, NaN = background; at ``FILL_STRENGTH`` from the pre-fill) composited into
-    ``into`` (default: the holes), colour-matched to their surroundings. ``reference``: the person."""
+    ``depth`` known everywhere, NaN = background; at ``strength``, default ``FILL_STRENGTH``, from the pre-fill)
+    composited into ``into`` (default: the holes), colour-matched to their surroundings. ``reference``: the
+    person."""
     from .compositing import composite
 
     size = holes.shape[0]
     out = pipe.inpaint(
         reference, rgb=start, rgb_known=~holes, depth=depth, depth_known=np.ones_like(holes),
-        strength=FILL_STRENGTH, num_inference_steps=steps, guidance_scale=guidance, generator=_generator(seed),
+        strength=FILL_STRENGTH if strength is None else strength, num_inference_steps=steps, guidance_scale=guidance,
+        generator=_generator(seed),
         callback=callback, reference_features=reference_features,
     )
     painted = np.asarray(out.images[0].resize((size, size), PIL.Image.Resampling.BICUBIC))

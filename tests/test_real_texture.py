@@ -149,7 +149,7 @@ def test_eval_runs_on_the_real_texture_folder(tmp_path, tiny_model_dir, folder):
 
     # 2. The reported evaluation on the test split: every row, generation, editing and hole filling
     args = parser.parse_args(["eval", *common, "--out", str(tmp_path / "test"), "--joint-samples", "1",
-                              "--hole-samples", "1", "--hole-masks", "2", "--prior-strength", "0.7", "--prior-weight", "0.7"])
+                              "--hole-samples", "1", "--hole-masks", "2", "--fill-strength", "0.3", "--prior-strength", "0.7", "--prior-weight", "0.7"])
     args.func(args)
     summary = json.loads((tmp_path / "test" / "eval.json").read_text())
     assert summary["split"] == "test" and summary["samples"] == 2 and "sweep" not in summary
@@ -159,7 +159,7 @@ def test_eval_runs_on_the_real_texture_folder(tmp_path, tiny_model_dir, folder):
     assert summary["depth"]["model + mesh prior 0.7 + blend 0.7 [given mask]"]["n"] == 2
     assert summary["edit"]["target depth vs depth estimated from edited RGB"]["n"] == 1
     holes = summary["holes"]
-    assert holes["model (the studio's painting)"]["n"] == 2  # one sample, two masks
+    assert holes["model (the studio's painting)"]["n"] == holes["model from strength 0.3"]["n"] == 2  # 1 sample, 2 masks
     # the head-only fill is the model's painting on the head's hole pixels and the pre-fill behind it
     for part in ("[head]", "[background]"):
         fills = [f"pre-fill alone (OpenCV Telea) {part}", f"model (the studio's painting) {part}",
