@@ -38,7 +38,7 @@ Protocol (written down so anyone can rerun it; ``python -m portrait eval --model
   Its identities (``hole_samples``) are not bounded by ``limit``: ``--limit 1 --hole-samples 80`` measures
   hole filling alone on every held-out identity; ``--hole-masks K`` draws K masks per sample (a small split,
   such as the real-texture set's ``examples``). Each fill is also scored apart on the hole pixels of the head
-  and of the background behind it, and a third fill keeps the model's painting on the head only;
+  and of the background behind it; the studio keeps the model's painting on the head only (``STUDIO_FILL``);
   ``--fill-strength S`` adds the painting from another strength than the studio's ``FILL_STRENGTH``.
 - Editing: the target depth (another view of the person) vs the depth estimated from the edited RGB.
 
@@ -58,6 +58,8 @@ from pathlib import Path
 import numpy as np
 
 PROFILE_SIZE = 128  # profiles.png: the first samples' photo, true and estimated depth turned side on
+# the hole check's row of the studio's way (Studio.fill_holes): the model where the depth is known, Telea behind
+STUDIO_FILL = "model on the head, pre-fill behind it (the studio's)"
 
 SWEEP_GRID = (0.5, 0.7, 0.9)  # prior strengths and blend weights that --sweep-prior tries by default
 
@@ -370,7 +372,7 @@ def evaluate(model: str | None, data: str | Path, out: str | Path, split: str = 
                              colorize_depth(np.where(tmask, target, np.nan)), np.asarray(edited.images[0]),
                              colorize_depth(back.depth[0])])
 
-    # 5. Hole filling: the studio's painting of holes on the head's outline, against the sample's own pixels
+    # 5. Hole filling: holes on the head's outline painted as the studio paints them, against the sample's pixels
     from .compositing import prefill
     from .studio import FILL_STEPS, paint_holes
     from .training.holes import random_holes
@@ -388,11 +390,12 @@ def evaluate(model: str | None, data: str | Path, out: str | Path, split: str = 
             holes = random_holes(r, np.random.default_rng([seed, k] if j == 0 else [seed, k, j]), head=tmask)
             start = prefill(truth, holes, radius_px=r / 128)
             depth = np.where(tmask, target, np.nan)
+            everywhere = paint_holes(pipe, views[0][1], start, holes, depth, seed=seed + k + j)
             fills = {
                 "pre-fill alone (OpenCV Telea)": start,
-                "model (the studio's painting)": paint_holes(pipe, views[0][1], start, holes, depth, seed=seed + k + j),
+                "model in every hole": everywhere,
+                STUDIO_FILL: np.where(tmask[..., None], everywhere, start),
             }
-            fills["model inside the head, pre-fill behind it"] = np.where(tmask[..., None], fills["model (the studio's painting)"], start)
             for strength in fill_strengths:
                 fills[f"model from strength {strength:g}"] = paint_holes(pipe, views[0][1], start, holes, depth,
                                                                          seed=seed + k + j, strength=strength)
@@ -404,7 +407,7 @@ def evaluate(model: str | None, data: str | Path, out: str | Path, split: str = 
             if k < 4 and j == 0:
                 shown = truth.copy()
                 shown[holes] = (0.5 * shown[holes] + [127, 0, 127]).astype(np.uint8)
-                hole_rows.append([truth, shown, start, fills["model (the studio's painting)"]])
+                hole_rows.append([truth, shown, start, everywhere])
     holes_summary = {name: {"rmse": float(np.mean(v)), "psnr": float(np.mean([20 * math.log10(1 / max(e, 1e-6)) for e in v])),
                             "n": len(v)} for name, v in holes_acc.items()}
     holes_summary["steps"] = FILL_STEPS

@@ -463,8 +463,12 @@ class Studio:
     @_one_at_a_time
     def fill_holes(self, photo: Photo, view: View, steps: int = FILL_STEPS, guidance: float = 2.0, seed: int = 0,
                    callback=None, plate: np.ndarray | None = None) -> np.ndarray:
-        """``view.image`` with its holes painted by the joint model (RGB known outside them, depth known
-        everywhere), composited into the holes only and colour-matched to their surroundings.
+        """``view.image`` with its holes filled: those inside the head (a stretched side, where ``view.fill_depth``
+        knows the depth) painted by the joint model (RGB known outside them, depth known everywhere), composited
+        into them only and colour-matched to their surroundings; those behind the head (background, no depth
+        known) continued from their surroundings (OpenCV Telea), which fills real backgrounds better than the
+        model (the hole check of ``python -m portrait eval``, rows [background]). The inside of an opened mouth
+        is shaded.
 
         With a ``plate`` (:meth:`background_plate`) the model is not called: the background behind the head comes
         from the plate and the holes inside the head are continued from their surroundings (an animation's frames
@@ -486,8 +490,10 @@ class Studio:
         if plate is not None:
             return start
         # an opened mouth keeps its shaded pre-fill: the model never saw one (see MOUTH_SHADE)
-        return self._paint(photo, start, view.holes, view.fill_depth, view.holes & ~view.mouth, steps, guidance,
-                           seed, callback)
+        into = view.holes & ~view.mouth & np.isfinite(view.fill_depth)
+        if not into.any():
+            return start
+        return self._paint(photo, start, view.holes, view.fill_depth, into, steps, guidance, seed, callback)
 
     def _paint(self, photo: Photo, start: np.ndarray, holes: np.ndarray, depth: np.ndarray, into: np.ndarray,
                steps: int, guidance: float, seed: int, callback) -> np.ndarray:

@@ -19,6 +19,7 @@ from portrait.data.real_texture import (
     write_dataset,
 )
 from portrait.data.synthetic import source_faces, split_sources
+from portrait.evaluation import STUDIO_FILL
 from portrait.face import FaceControls
 
 SPEC = RealTextureSpec(views=2, size=32, seed=0, examples=False)
@@ -159,11 +160,10 @@ def test_eval_runs_on_the_real_texture_folder(tmp_path, tiny_model_dir, folder):
     assert summary["depth"]["model + mesh prior 0.7 + blend 0.7 [given mask]"]["n"] == 2
     assert summary["edit"]["target depth vs depth estimated from edited RGB"]["n"] == 1
     holes = summary["holes"]
-    assert holes["model (the studio's painting)"]["n"] == holes["model from strength 0.3"]["n"] == 2  # 1 sample, 2 masks
-    # the head-only fill is the model's painting on the head's hole pixels and the pre-fill behind it
+    assert holes["model in every hole"]["n"] == holes["model from strength 0.3"]["n"] == 2  # 1 sample, 2 masks
+    # the studio's fill is the model's painting on the head's hole pixels and the pre-fill behind it
     for part in ("[head]", "[background]"):
-        fills = [f"pre-fill alone (OpenCV Telea) {part}", f"model (the studio's painting) {part}",
-                 f"model inside the head, pre-fill behind it {part}"]
+        fills = [f"pre-fill alone (OpenCV Telea) {part}", f"model in every hole {part}", f"{STUDIO_FILL} {part}"]
         if fills[0] in holes:
             same = fills[1] if part == "[head]" else fills[0]
             assert holes[fills[2]]["rmse"] == pytest.approx(holes[same]["rmse"])

@@ -189,13 +189,31 @@ def studio_photo(pixel_pipe):
     return studio, studio.prepare(astronaut_image())
 
 
-def test_model_paints_the_holes_only(studio_photo):
+def test_model_paints_the_holes_inside_the_head_only(studio_photo):
+    """Known pixels never pass the model; holes inside the head (depth known) are the model's painting, holes
+    behind it (background) keep the Telea pre-fill, so a view with background holes alone never calls the model."""
+    from dataclasses import replace
+
+    from portrait.compositing import prefill
+    from portrait.studio import dilate
+
     studio, photo = studio_photo
     view = render(studio.head_layer(photo), FaceControls(yaw=20))
-    assert view.holes.any()
+    inside, behind = view.holes & np.isfinite(view.fill_depth), view.holes & ~np.isfinite(view.fill_depth)
+    assert inside.any() and behind.any()
     painted = studio.fill_holes(photo, view, steps=2, guidance=1.0, seed=0, callback=None)
-    assert np.array_equal(painted[~view.holes], view.image[~view.holes])  # known pixels never pass the model
-    assert not np.array_equal(painted[view.holes], view.image[view.holes])
+    assert np.array_equal(painted[~view.holes], view.image[~view.holes])
+    start = prefill(view.image, view.holes, radius_px=view.holes.shape[0] / 128)
+    assert not np.array_equal(painted[inside], start[inside])
+    far = behind & ~dilate(inside, 4)  # away from the feathered seam of the painted holes
+    assert far.any() and np.array_equal(painted[far], start[far])
+    background_only = replace(view, holes=behind, mouth=view.mouth & behind)
+    studio.pipe, pipe = None, studio.pipe  # no model to call
+    try:
+        alone = studio.fill_holes(photo, background_only, steps=2, guidance=1.0, seed=0, callback=None)
+    finally:
+        studio.pipe = pipe
+    assert np.array_equal(alone[behind], prefill(view.image, behind, radius_px=view.holes.shape[0] / 128)[behind])
 
 
 def test_edit_changes_the_photo_only_around_the_head(studio_photo):

@@ -169,3 +169,27 @@ def test_fine_tuning_a_pipeline_on_the_hole_task(trained, tmp_path, capsys):
     shutil.copytree(init, other, ignore=shutil.ignore_patterns("checkpoints", "stage_*"))
     with pytest.raises(PortraitError, match="comes from a run with init_pipeline"):
         run_cli(*args, "--set", f"diffusion.init_pipeline={other}", "--set", "diffusion.steps=4")
+
+
+def test_fine_tuning_a_pipeline_with_its_decoder(trained, tmp_path, capsys):
+    """``--stage decoder --stage diffusion`` fine-tunes the pipeline's decoder (its encoder, so the latent space,
+    kept), then the diffusion stage on that VAE; a later diffusion-only resume keeps the fine-tuned decoder."""
+    from portrait.pipelines.loading import load_pipeline
+
+    init, out = trained / "run", tmp_path / "tuned"
+    args = ("train", "--config", str(CONFIG), "--output-dir", str(out), "--set", f"data.path={trained / 'data'}",
+            "--set", f"diffusion.init_pipeline={init}")
+    with pytest.raises(PortraitError, match="the vae stage does not run"):
+        run_cli(*args, "--stage", "vae", "--stage", "diffusion")
+    capsys.readouterr()
+    run_cli(*args, "--stage", "decoder", "--stage", "diffusion")
+    assert "decoder fine-tuned first" in capsys.readouterr().out
+    assert (out / "stage_decoder" / "reconstruction.json").is_file()
+    before, after = load_pipeline(init), load_pipeline(out)
+    vae_before, vae_after = before.vae.state_dict(), after.vae.state_dict()
+    assert all(torch.equal(vae_before[k], vae_after[k]) for k in vae_before if k.startswith(("encoder.", "quant_conv.")))
+    assert any(not torch.equal(vae_before[k], vae_after[k]) for k in vae_before if k.startswith("decoder."))
+    run_cli(*args, "--stage", "diffusion", "--set", "diffusion.steps=5")
+    assert "decoder stage already done" in capsys.readouterr().out
+    again = load_pipeline(out).vae.state_dict()
+    assert all(torch.equal(vae_after[k], again[k]) for k in vae_after)

@@ -19,7 +19,8 @@ def register(subparsers) -> None:
                    help="override one config key, e.g. --set diffusion.steps=100 (YAML value syntax)")
     p.add_argument("--stage", action="append", choices=["vae", "decoder", "diffusion"], metavar="STAGE",
                    help="run only this stage (repeatable: vae, decoder, diffusion); the stages it needs must "
-                   "have finished already. Default: every stage of the config")
+                   "have finished already. Default: every stage of the config (with diffusion.init_pipeline: the "
+                   "diffusion stage; add --stage decoder to fine-tune the pipeline's decoder first)")
     p.set_defaults(func=cmd_train)
 
     h = subparsers.add_parser(
@@ -56,9 +57,9 @@ def cmd_train(args) -> None:
         overrides["output_dir"] = args.output_dir
     cfg = load_config(args.config, overrides)
 
-    from .train import STAGES, train
+    from .train import train
 
-    train(cfg, tuple(args.stage) if args.stage else STAGES)
+    train(cfg, tuple(args.stage) if args.stage else None)
 
 
 def cmd_holes(args) -> None:

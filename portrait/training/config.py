@@ -72,8 +72,8 @@ class DiffusionStageConfig:
     # half random; None = DATA/holes.npz if that exists, else random masks only
     hole_masks: str | None = None
     # start from this pipeline folder (its unet, reference_net, context and frozen VAE; e.g. the embedded
-    # default, portrait/weights/default) instead of a new model: the config's model section and the vae and
-    # decoder stages are then not used
+    # default, portrait/weights/default) instead of a new model: the config's model section and the vae stage
+    # are then not used, the decoder stage only if asked (train --stage decoder --stage diffusion)
     init_pipeline: str | None = None
 
     @property

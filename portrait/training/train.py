@@ -604,11 +604,16 @@ def train_diffusion(cfg: TrainConfig, data: PortraitDataset, vae, log: LossLog, 
 STAGES = ("vae", "decoder", "diffusion")
 
 
-def train(cfg: TrainConfig, stages: tuple[str, ...] = STAGES) -> Path:
+def train(cfg: TrainConfig, stages: tuple[str, ...] | None = None) -> Path:
     """Run ``stages`` of ``cfg`` (resuming where a previous run stopped); returns the output folder.
 
-    A stage left out of ``stages`` must have finished already if a later one needs it.
+    Default: every stage, or with ``diffusion.init_pipeline`` the diffusion stage alone; a fine-tune may add
+    the decoder stage, which then fine-tunes the pipeline's own decoder (its encoder, and so the latent space,
+    frozen) before the diffusion stage. A stage left out of ``stages`` must have finished already if a later
+    one needs it.
     """
+    if stages is None:
+        stages = ("diffusion",) if cfg.diffusion.init_pipeline else STAGES
     unknown = sorted(set(stages) - set(STAGES))
     if unknown:
         raise PortraitError(f"unknown stage(s) {unknown}; stages: {', '.join(STAGES)}")
@@ -624,13 +629,14 @@ def train(cfg: TrainConfig, stages: tuple[str, ...] = STAGES) -> Path:
             hole_bank_path(cfg)
     pipe = None
     if cfg.diffusion.init_pipeline:  # fine-tuning: the pipeline sets the architecture and brings its VAE
-        if "diffusion" not in stages:
-            raise PortraitError("diffusion.init_pipeline fine-tunes a pipeline in the diffusion stage; the vae and "
-                                "decoder stages do not run with it (its VAE is kept)")
+        if "diffusion" not in stages or "vae" in stages:
+            raise PortraitError("diffusion.init_pipeline fine-tunes a pipeline in the diffusion stage (after the "
+                                "decoder stage, if asked); the vae stage does not run with it (its encoder is kept)")
         pipe = _init_pipeline(cfg)
         resolution = pipe.resolution
+        tuned = "decoder fine-tuned first" if "decoder" in stages else "VAE kept frozen"
         print(f"diffusion stage from the pipeline in {cfg.diffusion.init_pipeline} ({resolution}x{resolution}, "
-              f"VAE kept frozen); the config's model section and the vae and decoder stages are not used")
+              f"{tuned}); the config's model section and the vae stage are not used")
 
     # 0. Data (render the synthetic set first if asked and missing)
     data_dir = Path(cfg.data.path)
@@ -647,7 +653,9 @@ def train(cfg: TrainConfig, stages: tuple[str, ...] = STAGES) -> Path:
 
     # 1. VAE stage, 2. diffusion stage
     vae = None
-    if latent and not cfg.init_from and pipe is None:
+    if pipe is not None and pipe.vae is not None and ("decoder" in stages or (out / "stage_decoder").is_dir()):
+        pipe.vae = train_decoder(cfg, data, pipe.vae, log, run="decoder" in stages)  # a fine-tune's own decoder
+    elif latent and not cfg.init_from and pipe is None:
         if cfg.vae.steps <= 0 and not (out / "stage_vae" / "config.json").is_file():
             raise PortraitError("a from-scratch latent model needs a VAE stage: set vae.steps > 0")
         vae = train_vae(cfg, data, log, run="vae" in stages)
