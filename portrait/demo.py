@@ -126,9 +126,9 @@ def describe_controls(controls: FaceControls) -> str:
 
 
 def painted_share(result: PortraitResult) -> float:
-    """Percentage of the output crop painted by the model in a warp edit (``result.extras["holes"]``), else 0."""
-    holes = result.extras.get("holes")
-    return float((np.asarray(holes) > 0).mean() * 100.0) if holes is not None else 0.0
+    """Percentage of the output crop painted by the model in a warp edit (``result.extras["painted"]``), else 0."""
+    painted = result.extras.get("painted")
+    return float((np.asarray(painted) > 0).mean() * 100.0) if painted is not None else 0.0
 
 
 def photo_variations(

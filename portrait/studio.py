@@ -268,6 +268,13 @@ def paint_holes(pipe: PortraitPipeline, reference: PIL.Image.Image, start: np.nd
     return composite(start, painted, holes if into is None else into, feather_px=size / 128, ring_px=size / 64)
 
 
+def model_painted(view: View) -> np.ndarray:
+    """``[S, S]`` bool: the holes of ``view`` that the joint model paints (:meth:`Studio.fill_holes`): those inside
+    the head, whose depth is known. The background behind the head is continued from its surroundings, and an
+    opened mouth is shaded (the model never saw one, see ``MOUTH_SHADE``)."""
+    return view.holes & ~view.mouth & np.isfinite(view.fill_depth)
+
+
 def _generator(seed: int):
     import torch
 
@@ -453,7 +460,7 @@ class Studio:
         composite = photo.image.copy()
         if view.changed.any():  # only where the head was or is: a narrow seam, the rest of the photo untouched
             composite = photo.paste_back(PIL.Image.fromarray(image), dilate(view.changed, grow), feather=grow / 256)
-        masks = {"holes": view.holes, "changed": view.changed}
+        masks = {"holes": view.holes, "painted": model_painted(view), "changed": view.changed}
         return PortraitResult(
             image=PIL.Image.fromarray(image), depth=view.depth, mask=np.isfinite(view.depth), target_depth=view.depth,
             composite=composite, mesh_step=MESH_STEP,
@@ -489,8 +496,7 @@ class Studio:
         start[view.mouth] = mouth_cavity(start, view.mouth, size / 32)
         if plate is not None:
             return start
-        # an opened mouth keeps its shaded pre-fill: the model never saw one (see MOUTH_SHADE)
-        into = view.holes & ~view.mouth & np.isfinite(view.fill_depth)
+        into = model_painted(view)
         if not into.any():
             return start
         return self._paint(photo, start, view.holes, view.fill_depth, into, steps, guidance, seed, callback)

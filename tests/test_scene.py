@@ -219,6 +219,8 @@ def test_model_paints_the_holes_inside_the_head_only(studio_photo):
 def test_edit_changes_the_photo_only_around_the_head(studio_photo):
     studio, photo = studio_photo
     result = studio.edit(photo, FaceControls(yaw=20), steps=2)
+    holes, painted = (np.asarray(result.extras[name]) > 0 for name in ("holes", "painted"))
+    assert painted.any() and not painted[~holes].any() and painted.sum() < holes.sum()  # the background is not the model's
     changed = np.any(np.asarray(result.composite) != np.asarray(photo.image), axis=-1)
     layer = studio.head_layer(photo)
     ys, xs = np.nonzero(layer.covered | np.isfinite(result.depth))
