@@ -385,11 +385,10 @@ def evaluate(model: str | None, data: str | Path, out: str | Path, split: str = 
     with_reference = [v for v in every_identity.values() if len(v) >= 2][:hole_samples]
     for k, views in enumerate(with_reference):
         _, truth, target, tmask = views[1]
-        truth = np.asarray(truth)
+        truth, depth = np.asarray(truth), np.where(tmask, target, np.nan)
         for j in range(hole_masks):  # mask 0 of sample k is the one a single-mask run draws
             holes = random_holes(r, np.random.default_rng([seed, k] if j == 0 else [seed, k, j]), head=tmask)
             start = prefill(truth, holes, radius_px=r / 128)
-            depth = np.where(tmask, target, np.nan)
             everywhere = paint_holes(pipe, views[0][1], start, holes, depth, seed=seed + k + j)
             fills = {
                 "pre-fill alone (OpenCV Telea)": start,

@@ -261,8 +261,7 @@ def paint_holes(pipe: PortraitPipeline, reference: PIL.Image.Image, start: np.nd
     out = pipe.inpaint(
         reference, rgb=start, rgb_known=~holes, depth=depth, depth_known=np.ones_like(holes),
         strength=FILL_STRENGTH if strength is None else strength, num_inference_steps=steps, guidance_scale=guidance,
-        generator=_generator(seed),
-        callback=callback, reference_features=reference_features,
+        generator=_generator(seed), callback=callback, reference_features=reference_features,
     )
     painted = np.asarray(out.images[0].resize((size, size), PIL.Image.Resampling.BICUBIC))
     return composite(start, painted, holes if into is None else into, feather_px=size / 128, ring_px=size / 64)
