@@ -275,10 +275,8 @@ def build_demo(studio, model: str | None = None) -> gr.Blocks:
                                        elem_id="animate-driving")
                     a_seconds = setting("animation_seconds", "Seconds animated",
                                         info="the clip's first seconds; the rest is cut")
-                    with gr.Row():
-                        a_output = gr.Radio([(label, value) for value, label in ANIMATION_OUTPUTS.items()],
-                                            value="crop", label="Output", elem_id="animate-output")
-                        a_seed = gr.Number(0, label="Seed (painted background)", precision=0)
+                    a_output = gr.Radio([(label, value) for value, label in ANIMATION_OUTPUTS.items()],
+                                        value="crop", label="Output", elem_id="animate-output")
                     a_run = gr.Button("Animate", variant="primary")
                     gr.Markdown(ANIMATION_INFO)
                     a_info = gr.Markdown(elem_id="animation-info")
@@ -295,7 +293,7 @@ def build_demo(studio, model: str | None = None) -> gr.Blocks:
                                       "motion JSON)", file_count="multiple", elem_id="animation-files")
             a_state = gr.State(time_to_live=3600)
             a_run.click(event(ui.animate, "frames", gpu_seconds=ANIMATION_GPU_SECONDS),
-                        [a_image, a_video, a_output, a_seconds, a_seed, a_state],
+                        [a_image, a_video, a_output, a_seconds, a_state],
                         [a_result, a_preview, a_depth, a_files, a_info, a_state], api_name="animate",
                         show_progress_on=[a_result, a_depth], **on_model)
     return demo.queue(default_concurrency_limit=1, max_size=32)

@@ -95,6 +95,31 @@ def composite(
     return out
 
 
+def continue_from(rgb: np.ndarray, fill: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """``rgb`` ``[H, W, 3]`` uint8 with the pixels of ``fill`` replaced by a smooth continuation of the pixels of
+    ``known`` alone (pull-push: the known pixels averaged down an image pyramid, each level's gaps filled from the
+    coarser one on the way back up). Unlike :func:`prefill`, which spreads the colours on a hole's border along
+    straight lines (streaks across a large hole), it may leave out border pixels that must not be continued,
+    such as a moved head's, and fills a large hole with a soft, out-of-focus continuation of its surroundings."""
+    fill = np.asarray(fill, dtype=bool)
+    weight = (np.asarray(known, dtype=bool) & ~fill).astype(np.float32)
+    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+    if not fill.any() or not weight.any():
+        return rgb.copy()
+    levels = [(rgb.astype(np.float32) * weight[..., None], weight)]
+    while min(levels[-1][1].shape) > 2:
+        levels.append(tuple(cv2.pyrDown(a) for a in levels[-1]))
+    colour, w = levels[-1]
+    estimate = np.broadcast_to(colour.sum((0, 1)) / max(float(w.sum()), 1e-6), colour.shape)
+    for colour, w in reversed(levels):
+        up = cv2.resize(np.ascontiguousarray(estimate), (w.shape[1], w.shape[0]), interpolation=cv2.INTER_LINEAR)
+        sure = np.clip(w, 0.0, 1.0)[..., None]
+        estimate = colour / np.maximum(w, 1e-6)[..., None] * sure + up * (1.0 - sure)
+    out = rgb.copy()
+    out[fill] = np.clip(np.rint(estimate[fill]), 0, 255).astype(np.uint8)
+    return out
+
+
 def prefill(rgb: np.ndarray, hole_mask: np.ndarray, radius_px: float = 3.0) -> np.ndarray:
     """A cheap fill of the holes of ``rgb`` ``[H, W, 3]`` uint8 from their surroundings (``cv2.inpaint``,
     Telea), e.g. a start for diffusion to refine; outside the holes ``rgb`` unchanged."""

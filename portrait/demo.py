@@ -524,14 +524,13 @@ class StudioDemo:
 
     def animate(
         self, image: str | None, video: str | None, output: str | None = None, max_seconds: float | None = None,
-        seed: float | None = None, state: PhotoState | None = None, progress: Progress | None = None,
+        state: PhotoState | None = None, progress: Progress | None = None,
     ) -> AnimateView:
         """The photo's person moved by the head motion and expressions of a driving video (its first
         ``max_seconds``): the face crop or the whole photo (``output``, one of :data:`ANIMATION_OUTPUTS`), its depth
         and a preview beside the driver, as videos. ``progress(frame, total)`` counts the frames written."""
         output = _choice(output, ANIMATION_OUTPUTS, "output")
         max_seconds = _setting("animation_seconds", max_seconds, "longest clip")
-        seed = int(_setting("seed", seed))
         missing = [what for what, value in (("a photo", image), ("a driving video", video)) if value in (None, "")]
         if missing:
             raise PortraitError(f"Upload {' and '.join(missing)} first (or pick the example).")
@@ -539,7 +538,7 @@ class StudioDemo:
         video, name = str(video), Path(video).name
         try:
             animation = self.studio.animate(state.photo, video, self.store.new_folder("animate"), output=output,
-                                            max_seconds=max_seconds, seed=seed, progress=progress)
+                                            max_seconds=max_seconds, progress=progress)
         except PortraitError as err:  # name the user's file, not the server's copy of it
             raise type(err)(str(err).replace(video, name)) from err
         paths = animation.paths
@@ -548,7 +547,8 @@ class StudioDemo:
         if animation.message:  # frames without the driver's face, the clip cut
             text += f" {animation.message}"
         text += ("\n\nThe photo's own pixels are moved in 3-D by the driver's head motion and expressions (relative "
-                 "to its first frame); the background the head uncovers is painted once by the model, for every frame.")
+                 "to its first frame); the background the head uncovers is continued once from the background "
+                 "around it, for every frame.")
         return AnimateView(
             video=str(paths["video"]), preview=str(paths["preview"]), depth=str(paths["depth_video"]),
             files=_downloads(paths), info=_notes(state.photo, text), state=state,

@@ -38,7 +38,8 @@ Protocol (written down so anyone can rerun it; ``python -m portrait eval --model
   Its identities (``hole_samples``) are not bounded by ``limit``: ``--limit 1 --hole-samples 80`` measures
   hole filling alone on every held-out identity; ``--hole-masks K`` draws K masks per sample (a small split,
   such as the real-texture set's ``examples``). Each fill is also scored apart on the hole pixels of the head
-  and of the background behind it; the studio keeps the model's painting on the head only (``STUDIO_FILL``);
+  and of the background behind it; the studio keeps the model's painting on the head only and continues the
+  background behind it from the background alone (``BACKGROUND_FILL``, ``STUDIO_FILL``);
   ``--fill-strength S`` adds the painting from another strength than the studio's ``FILL_STRENGTH``.
 - Editing: the target depth (another view of the person) vs the depth estimated from the edited RGB.
 
@@ -59,7 +60,8 @@ import numpy as np
 
 PROFILE_SIZE = 128  # profiles.png: the first samples' photo, true and estimated depth turned side on
 # the hole check's row of the studio's way (Studio.fill_holes): the model where the depth is known, Telea behind
-STUDIO_FILL = "model on the head, pre-fill behind it (the studio's)"
+BACKGROUND_FILL = "pre-fill, background continued from the background alone"
+STUDIO_FILL = "model on the head, background continued from the background (the studio's)"
 
 SWEEP_GRID = (0.5, 0.7, 0.9)  # prior strengths and blend weights that --sweep-prior tries by default
 
@@ -373,8 +375,9 @@ def evaluate(model: str | None, data: str | Path, out: str | Path, split: str = 
                              colorize_depth(back.depth[0])])
 
     # 5. Hole filling: holes on the head's outline painted as the studio paints them, against the sample's pixels
-    from .compositing import prefill
-    from .studio import FILL_STEPS, paint_holes
+    from .compositing import continue_from, prefill
+    from .scene import OUTLINE_MARGIN
+    from .studio import FILL_STEPS, dilate, paint_holes
     from .training.holes import random_holes
 
     holes_acc: dict[str, list[float]] = {}
@@ -390,10 +393,14 @@ def evaluate(model: str | None, data: str | Path, out: str | Path, split: str = 
             holes = random_holes(r, np.random.default_rng([seed, k] if j == 0 else [seed, k, j]), head=tmask)
             start = prefill(truth, holes, radius_px=r / 128)
             everywhere = paint_holes(pipe, views[0][1], start, holes, depth, seed=seed + k + j)
+            # behind the head as the studio fills it: from the background away from the head's outline alone
+            backdrop = ~(holes | dilate(tmask, max(1, round(r * OUTLINE_MARGIN))))
+            behind = continue_from(start, holes & ~tmask, backdrop)
             fills = {
                 "pre-fill alone (OpenCV Telea)": start,
+                BACKGROUND_FILL: behind,
                 "model in every hole": everywhere,
-                STUDIO_FILL: np.where(tmask[..., None], everywhere, start),
+                STUDIO_FILL: np.where(tmask[..., None], everywhere, behind),
             }
             for strength in fill_strengths:
                 fills[f"model from strength {strength:g}"] = paint_holes(pipe, views[0][1], start, holes, depth,

@@ -472,26 +472,25 @@ class Studio:
         """``view.image`` with its holes filled: those inside the head (a stretched side, where ``view.fill_depth``
         knows the depth) painted by the joint model (RGB known outside them, depth known everywhere), composited
         into them only and colour-matched to their surroundings; those behind the head (background, no depth
-        known) continued from their surroundings (OpenCV Telea), which fills real backgrounds better than the
-        model (the hole check of ``python -m portrait eval``, rows [background]). The inside of an opened mouth
-        is shaded.
+        known) continued from the background alone (``view.backdrop``, :func:`~portrait.compositing.continue_from`),
+        which fills real backgrounds better than the model (the hole check of ``python -m portrait eval``, rows
+        [background]) and takes no colour from the head. The inside of an opened mouth is shaded.
 
         With a ``plate`` (:meth:`background_plate`) the model is not called: the background behind the head comes
         from the plate and the holes inside the head are continued from their surroundings (an animation's frames
-        share one painted background and cannot flicker)."""
-        from .compositing import prefill
+        share one background and cannot flicker)."""
+        from .compositing import continue_from, prefill
 
         if not view.holes.any():
             return view.image
         size = view.holes.shape[0]
-        start = view.image
-        holes = view.holes
+        behind = view.holes & ~np.isfinite(view.fill_depth)
         if plate is not None:
             start = view.image.copy()
-            behind = holes & ~np.isfinite(view.fill_depth)
             start[behind] = plate[behind]
-            holes = holes & ~behind
-        start = prefill(start, holes, radius_px=size / 128)
+        else:
+            start = continue_from(view.image, behind, view.backdrop)
+        start = prefill(start, view.holes & ~behind, radius_px=size / 128)
         start[view.mouth] = mouth_cavity(start, view.mouth, size / 32)
         if plate is not None:
             return start
@@ -506,26 +505,23 @@ class Studio:
                            self.reference_features(photo))
 
     @_one_at_a_time
-    def background_plate(self, photo: Photo, poses: list[FaceControls], steps: int = FILL_STEPS,
-                         guidance: float = 2.0, seed: int = 0, callback=None) -> np.ndarray:
+    def background_plate(self, photo: Photo, poses: list[FaceControls]) -> np.ndarray:
         """``[S, S, 3]`` uint8: the output crop with the background that the head uncovers in any of ``poses``
-        painted once by the joint model (RGB known elsewhere, depth known: background there, the head at rest
-        elsewhere). The photo's own pixels everywhere else."""
-        from .compositing import prefill
+        filled once, as :meth:`fill_holes` fills it (continued from what is background in every pose). The
+        photo's own pixels everywhere else."""
+        from .compositing import continue_from
 
         layer = self.head_layer(photo)
         behind = np.zeros_like(layer.covered)
+        backdrop = np.ones_like(layer.covered)
         for controls in poses:
             view = render(layer, controls)
             behind |= view.holes & ~np.isfinite(view.fill_depth)
+            backdrop &= view.backdrop
         if not behind.any():
             return layer.crop.copy()
-        size = layer.size
-        behind = dilate(behind, max(1, size // 64)) & layer.covered | behind  # poses in between uncover a little more
-        start = prefill(layer.crop, behind, radius_px=size / 128)
-        depth = layer.depth.copy()
-        depth[behind] = np.nan
-        return self._paint(photo, start, behind, depth, behind, steps, guidance, seed, callback)
+        behind = dilate(behind, max(1, layer.size // 64)) & ~backdrop | behind  # poses in between uncover a little more
+        return continue_from(layer.crop, behind, backdrop)
 
     def _regenerate(self, photo, controls, target_depth, strength, steps, guidance, seed, callback) -> PortraitResult:
         """The whole face crop re-sampled by the model to follow a target depth (see :meth:`edit`)."""

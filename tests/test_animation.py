@@ -137,7 +137,7 @@ def test_script_starts_and_ends_at_rest_and_moves_in_between():
 @pytest.fixture(scope="module")
 def studio_photo(pixel_pipe):
     """A tiny model's studio; the photo's head layer from a stand-in for the model's depth (a tiny model's own
-    depth is noise), so the model only paints the background the head uncovers."""
+    depth is noise)."""
     from portrait.scene import build_head_layer
     from portrait.studio import Studio
 
@@ -155,7 +155,7 @@ def test_a_photo_driven_by_a_clip_of_itself_follows_it(studio_photo, tmp_path):
     studio, photo = studio_photo
     script = [FaceControls(), FaceControls(yaw=6.0), FaceControls(yaw=12.0), FaceControls(yaw=12.0, smile=0.5)]
     clip = write_clip(studio, photo, tmp_path / "clip.mp4", controls=script, fps=10.0, size=256)
-    anim = animate(studio, photo, clip, tmp_path / "out", smoothing=None, steps=1)
+    anim = animate(studio, photo, clip, tmp_path / "out", smoothing=None)
 
     assert anim.frames == 4 and anim.lost == 0 and anim.message is None
     for key in ("video", "depth_video", "preview"):
@@ -183,7 +183,7 @@ def test_long_clips_are_cut_and_faceless_clips_refused(studio_photo, tmp_path):
         animate(studio, photo, plain, tmp_path / "a")
     crop = np.asarray(photo.crop.resize((128, 128)))
     clip = _write(tmp_path / "still.mp4", [crop] * 6, fps=10.0)
-    anim = animate(studio, photo, clip, tmp_path / "b", max_seconds=0.3, steps=1, output="photo")
+    anim = animate(studio, photo, clip, tmp_path / "b", max_seconds=0.3, output="photo")
     assert anim.frames == 3 and "first 0.3 s" in anim.message
     # the whole photo comes out (a still driver: the photo itself, up to the video codec)
     assert probe(anim.paths["video"]).size == photo.image.size

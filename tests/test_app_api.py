@@ -145,7 +145,7 @@ def test_api_names_and_parameters(client):
     assert params["/edit"] == ["image", "yaw", "pitch", "roll", "smile", "jaw_open", "brow_raise", "eye_close",
                                "strength", "steps", "guidance", "seed", "method"]
     assert params["/generate"] == ["image", "num_images", "steps", "guidance", "seed", "source"]
-    assert params["/animate"] == ["image", "video", "output", "max_seconds", "seed"]
+    assert params["/animate"] == ["image", "video", "output", "max_seconds"]
 
 
 @pytest.mark.slow

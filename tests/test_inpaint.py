@@ -217,3 +217,21 @@ def test_composite_of_many_holes_at_photo_resolution():
     out = composite(known, generated, hole, feather_px=8, ring_px=16)
     np.testing.assert_array_equal(out[~hole], known[~hole])
     assert out.shape == known.shape and not np.array_equal(out[hole], known[hole])
+
+
+def test_continue_from_fills_from_the_known_pixels_alone():
+    """A hole in a smooth background is filled smoothly from it, nothing of what is left out of ``known`` (a head
+    beside the hole) leaks in, and pixels outside the hole are untouched."""
+    from portrait.compositing import continue_from
+
+    y, x = np.mgrid[0:96, 0:96]
+    rgb = np.stack([x * 2, y * 2, np.full_like(x, 90)], axis=-1).astype(np.uint8)  # a gentle gradient
+    head = (x - 62) ** 2 + (y - 48) ** 2 < 15**2  # touching the hole
+    rgb[head] = (255, 0, 255)
+    hole = (np.abs(x - 35) < 10) & (np.abs(y - 48) < 20)
+    out = continue_from(rgb, hole, ~head)
+    assert np.array_equal(out[~hole], rgb[~hole])
+    filled = out[hole].astype(int)
+    assert np.abs(filled[:, 2] - 90).max() <= 1  # blue is 90 all over the background, 255 in the magenta head
+    assert np.corrcoef(filled[:, 0], x[hole])[0, 1] > 0.8 and np.corrcoef(filled[:, 1], y[hole])[0, 1] > 0.8
+    assert np.array_equal(continue_from(rgb, np.zeros_like(hole), ~head), rgb)

@@ -191,10 +191,11 @@ def studio_photo(pixel_pipe):
 
 def test_model_paints_the_holes_inside_the_head_only(studio_photo):
     """Known pixels never pass the model; holes inside the head (depth known) are the model's painting, holes
-    behind it (background) keep the Telea pre-fill, so a view with background holes alone never calls the model."""
+    behind it (background) are continued from the backdrop alone, so a view with background holes alone never
+    calls the model."""
     from dataclasses import replace
 
-    from portrait.compositing import prefill
+    from portrait.compositing import continue_from, prefill
     from portrait.studio import dilate
 
     studio, photo = studio_photo
@@ -203,7 +204,7 @@ def test_model_paints_the_holes_inside_the_head_only(studio_photo):
     assert inside.any() and behind.any()
     painted = studio.fill_holes(photo, view, steps=2, guidance=1.0, seed=0, callback=None)
     assert np.array_equal(painted[~view.holes], view.image[~view.holes])
-    start = prefill(view.image, view.holes, radius_px=view.holes.shape[0] / 128)
+    start = prefill(continue_from(view.image, behind, view.backdrop), inside, radius_px=view.holes.shape[0] / 128)
     assert not np.array_equal(painted[inside], start[inside])
     far = behind & ~dilate(inside, 4)  # away from the feathered seam of the painted holes
     assert far.any() and np.array_equal(painted[far], start[far])
@@ -213,7 +214,31 @@ def test_model_paints_the_holes_inside_the_head_only(studio_photo):
         alone = studio.fill_holes(photo, background_only, steps=2, guidance=1.0, seed=0, callback=None)
     finally:
         studio.pipe = pipe
-    assert np.array_equal(alone[behind], prefill(view.image, behind, radius_px=view.holes.shape[0] / 128)[behind])
+    assert np.array_equal(alone[behind], continue_from(view.image, behind, view.backdrop)[behind])
+
+
+def test_a_turn_leaves_no_ghost_outline_and_fills_behind_the_head_from_the_background(layer):
+    """Where the head moves away, the photo's pixels just outside its old outline (hair wisps the layer's mask
+    missed) become holes too; the backdrop a fill continues holds neither the head before or after nor that
+    margin, and the fill behind the head takes no colour from the head."""
+    from scipy import ndimage
+
+    from portrait.compositing import continue_from
+    from portrait.scene import OUTLINE_MARGIN
+
+    view = render(layer, FaceControls(yaw=25))
+    margin = round(layer.size * OUTLINE_MARGIN)
+    left = view.holes & layer.covered & ~np.isfinite(view.depth)  # where the head was and is no more
+    outline = ndimage.binary_dilation(layer.covered, iterations=margin) & ~layer.covered
+    ghost = outline & ndimage.binary_dilation(left, iterations=margin) & ~np.isfinite(view.depth)
+    assert ghost.sum() > 50 and view.holes[ghost].all() and view.changed[ghost].all()
+    assert not view.backdrop[layer.covered | np.isfinite(view.depth) | outline].any()
+    assert view.backdrop.mean() > 0.3
+    painted = view.image.copy()
+    painted[~view.backdrop] = (255, 0, 255)  # anything not backdrop: a colour the fill must not pick up
+    behind = view.holes & ~np.isfinite(view.fill_depth)
+    filled = continue_from(painted, behind, view.backdrop)[behind].astype(int)
+    assert behind.any() and not ((filled[:, 0] > 200) & (filled[:, 1] < 60) & (filled[:, 2] > 200)).any()
 
 
 def test_edit_changes_the_photo_only_around_the_head(studio_photo):

@@ -4,8 +4,9 @@
    controls, relative to the driver's first frame and smoothed.
 2. Every frame goes through the editing engine (:mod:`portrait.scene`): the photo's head layer, built once, is
    moved and re-rendered with the photo's own pixels. The background the head uncovers anywhere in the clip is
-   painted once by the joint model (:meth:`portrait.studio.Studio.background_plate`) and shared by every frame;
-   holes inside the head are continued from their surroundings. No frame calls the model, so nothing flickers.
+   filled once from the background around it (:meth:`portrait.studio.Studio.background_plate`) and shared by
+   every frame; holes inside the head are continued from their surroundings. No frame calls the model, so
+   nothing flickers.
 3. Frames stream: the driving video is read twice (motion, then rendering) and never held; each frame is
    written as it is made.
 
@@ -90,8 +91,8 @@ class _DepthArchive:
 
 def animate(
     studio, photo, driving: str | Path, out_dir: str | Path, *, output: str = "crop",
-    max_seconds: float = MAX_SECONDS, smoothing: OneEuro | None = SMOOTHING, steps: int | None = None,
-    guidance: float = 2.0, seed: int = 0, progress: Callable[[int, int], None] | None = None,
+    max_seconds: float = MAX_SECONDS, smoothing: OneEuro | None = SMOOTHING,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Animation:
     """The photo's person moved by the driving video (see the module's docstring); ``studio`` a
     :class:`~portrait.studio.Studio`, ``photo`` its prepared photo. ``progress(frame, total)`` after each frame.
@@ -101,7 +102,7 @@ def animate(
     from .. import video as vid
     from ..depth import colorize_depth
     from ..scene import render
-    from ..studio import FILL_STEPS, dilate
+    from ..studio import dilate
 
     if output not in OUTPUTS:
         raise PortraitError(f"unknown output {output!r}; choose one of {', '.join(OUTPUTS)}")
@@ -129,7 +130,7 @@ def animate(
 
     # 2. Shared by every frame: the head layer, the background it uncovers, the depth colours
     layer = studio.head_layer(photo)
-    plate = studio.background_plate(photo, _extreme_poses_of([motion.controls(i) for i in range(len(motion))]), steps or FILL_STEPS, guidance, seed)
+    plate = studio.background_plate(photo, _extreme_poses_of([motion.controls(i) for i in range(len(motion))]))
     size = layer.size
     lo, hi = depth_span(layer.depth)
     span = (lo - 0.25 * (hi - lo), hi + 0.25 * (hi - lo))  # room for a head turned nearer or farther

@@ -18,7 +18,6 @@ def register(subparsers) -> None:
     p.add_argument("--max-seconds", type=_positive, default=30.0, help="longer clips are cut here")
     p.add_argument("--no-smoothing", action="store_true", help="the driver's motion as tracked (no One Euro filter)")
     p.add_argument("--model", help="model folder or hub id (default: the embedded default model)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the painted background")
     p.set_defaults(func=cmd_animate)
 
     p = subparsers.add_parser("clip", help="a driving clip made from a photo by the scripted turn, nod, smile and "
@@ -26,7 +25,6 @@ def register(subparsers) -> None:
     p.add_argument("photo", type=Path)
     p.add_argument("--out", required=True, type=Path, help="the clip (.mp4)")
     p.add_argument("--model", help="model folder or hub id (default: the embedded default model)")
-    p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_clip)
 
 
@@ -51,7 +49,7 @@ def cmd_animate(args) -> None:
             print(f"frame {frame}/{total}", file=sys.stderr)
 
     anim = studio.animate(photo, args.driving, args.out, output=args.output, max_seconds=args.max_seconds,
-                          smoothing=None if args.no_smoothing else SMOOTHING, seed=args.seed, progress=progress)
+                          smoothing=None if args.no_smoothing else SMOOTHING, progress=progress)
     print(f"wrote {args.out}: {anim.frames} frames at {anim.fps:g} fps" + (f". {anim.message}" if anim.message else ""))
 
 
@@ -60,5 +58,5 @@ def cmd_clip(args) -> None:
     from .script import write_clip
 
     studio = Studio.load(args.model)
-    path = write_clip(studio, studio.prepare(args.photo), args.out, seed=args.seed)
+    path = write_clip(studio, studio.prepare(args.photo), args.out)
     print(f"wrote {path}")

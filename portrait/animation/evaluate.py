@@ -113,7 +113,7 @@ def jitter_ratio(result: np.ndarray, reference: np.ndarray, draws: int = 2000, s
 
 
 def evaluate_animation(studio, photo_path, driving, out_dir, *, self_reenactment: bool = False,
-                       max_seconds: float = 30.0, seed: int = 0) -> dict:
+                       max_seconds: float = 30.0) -> dict:
     """Animate, measure, write ``animation.md`` and ``animation.json``; returns the summary."""
     import time
 
@@ -126,7 +126,7 @@ def evaluate_animation(studio, photo_path, driving, out_dir, *, self_reenactment
     out.mkdir(parents=True, exist_ok=True)
     photo = studio.prepare(photo_path)
     start = time.perf_counter()
-    anim = studio.animate(photo, driving, out / "animation", max_seconds=max_seconds, seed=seed)
+    anim = studio.animate(photo, driving, out / "animation", max_seconds=max_seconds)
     seconds = time.perf_counter() - start
 
     driver = anim.motion.landmarks
@@ -140,7 +140,7 @@ def evaluate_animation(studio, photo_path, driving, out_dir, *, self_reenactment
     else:
         from .script import write_clip
 
-        scripted = track_video(write_clip(studio, photo, out / "scripted.mp4", seed=seed))
+        scripted = track_video(write_clip(studio, photo, out / "scripted.mp4"))
     floor, driver_jitter = jitter(scripted), jitter(driver)
     ratio = jitter_ratio(result, driver if driver_jitter >= floor else scripted)
 
@@ -215,7 +215,7 @@ def cmd_animation(args) -> None:
     if args.driving is None:
         raise PortraitError("--animation needs --driving CLIP")
     summary = evaluate_animation(Studio.load(args.model), args.animation, args.driving, args.out,
-                                 self_reenactment=args.self_reenactment, seed=args.seed)
+                                 self_reenactment=args.self_reenactment)
     print((Path(args.out) / "animation.md").read_text())
     if not math.isfinite(summary["pose_error_deg"]):
         raise PortraitError("the result's face could not be tracked")

@@ -46,9 +46,9 @@ def scripted_controls(script=SCRIPT, fps: float = FPS) -> list[FaceControls]:
 
 
 def write_clip(studio, photo, path: str | Path, controls: list[FaceControls] | None = None, fps: float = FPS,
-               size: int = CLIP_SIZE, seed: int = 0) -> Path:
+               size: int = CLIP_SIZE) -> Path:
     """An H.264 clip of ``photo``'s face crop moved through ``controls`` (default: :data:`SCRIPT`) by the editing
-    engine, as an animation renders its frames (one background painted for all), scaled to ``size``."""
+    engine, as an animation renders its frames (one background filled for all), scaled to ``size``."""
     import PIL.Image
 
     from ..scene import render
@@ -57,7 +57,7 @@ def write_clip(studio, photo, path: str | Path, controls: list[FaceControls] | N
 
     controls = controls if controls is not None else scripted_controls(fps=fps)
     layer = studio.head_layer(photo)
-    plate = studio.background_plate(photo, _extreme_poses_of(controls), seed=seed)
+    plate = studio.background_plate(photo, _extreme_poses_of(controls))
     with VideoWriter(path, fps) as video:
         for c in controls:
             frame = studio.fill_holes(photo, render(layer, c), plate=plate)

@@ -21,6 +21,10 @@ from .motion import DEFAULT_RELIEF, move
 from .warp import Warp, cast, sample
 
 MOUTH_DEPTH = 0.3  # an opened mouth's inside lies this many eye distances behind the lips
+# the head layer's outline stops up to this part of the crop's side inside the photo's own (hair wisps, a hat's
+# rim): where the head moves away, those pixels of the background layer would stay behind as a ghost outline,
+# so they are holes too, and nothing filled behind the head is continued from them
+OUTLINE_MARGIN = 3 / 128
 
 
 @dataclass
@@ -37,6 +41,8 @@ class View:
             that the head surrounds (from the nearest head pixel; an opened mouth ``MOUTH_DEPTH`` deeper); NaN
             for background, e.g. uncovered behind a turned head.
         changed: ``[S, S]`` bool, the pixels the edit may change (the head before and after, with the holes).
+        backdrop: ``[S, S]`` bool, the photo's pixels that are background before and after the move (away from
+            the head's outline by ``OUTLINE_MARGIN``): what a fill behind the head continues.
     """
 
     image: np.ndarray
@@ -45,22 +51,30 @@ class View:
     depth: np.ndarray
     fill_depth: np.ndarray
     changed: np.ndarray
+    backdrop: np.ndarray
 
 
 def render(layer: HeadLayer, controls: FaceControls) -> View:
     """The layer moved by ``controls`` and seen by the crop's camera. Zero controls give the crop back exactly."""
+    import cv2
+
+    margin = max(1, round(layer.size * OUTLINE_MARGIN))
+    outline = cv2.dilate(layer.covered.astype(np.uint8), np.ones((2 * margin + 1,) * 2, np.uint8)) > 0
     if controls.clipped().is_identity():
         none = np.zeros_like(layer.covered)
         return View(image=layer.crop.copy(), holes=none, mouth=none, depth=layer.depth.copy(),
-                    fill_depth=layer.depth.copy(), changed=none)
+                    fill_depth=layer.depth.copy(), changed=none, backdrop=~outline)
     warp = cast(layer.mesh, move(layer, controls), layer.size, layer.camera)
     holes = warp.holes(layer.covered)
+    left = (holes & ~warp.hit).astype(np.uint8)  # where the head was and is no more (not a crack between pixels)
+    ghost = outline & ~layer.covered & ~warp.hit & (cv2.dilate(left, np.ones((2 * margin + 3,) * 2, np.uint8)) > 0)
+    mouth, fill_depth = _hole_depth(warp, holes, MOUTH_DEPTH * layer.face_scale)  # the ghost is background
+    holes |= ghost
     image = layer.crop.copy()
     shown = warp.hit & ~holes
     image[shown] = sample(layer.source, warp.source, layer.crop_to_source)[shown]
-    mouth, fill_depth = _hole_depth(warp, holes, MOUTH_DEPTH * layer.face_scale)
     return View(image=image, holes=holes, mouth=mouth, depth=warp.depth, fill_depth=fill_depth,
-                changed=layer.covered | warp.hit)
+                changed=layer.covered | warp.hit | ghost, backdrop=~(outline | warp.hit))
 
 
 def _hole_depth(warp: Warp, holes: np.ndarray, mouth_depth: float, head_share: float = 0.6):
@@ -88,5 +102,5 @@ def _hole_depth(warp: Warp, holes: np.ndarray, mouth_depth: float, head_share: f
     return mouth, depth
 
 
-__all__ = ["DEFAULT_RELIEF", "MOUTH_DEPTH", "HeadLayer", "View", "Warp", "build_head_layer", "cast", "move",
+__all__ = ["DEFAULT_RELIEF", "MOUTH_DEPTH", "OUTLINE_MARGIN", "HeadLayer", "View", "Warp", "build_head_layer", "cast", "move",
            "output_size", "render", "sample"]
