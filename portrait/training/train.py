@@ -547,10 +547,10 @@ def train_diffusion(cfg: TrainConfig, data: PortraitDataset, vae, log: LossLog, 
     ema = EMAModel(params, decay=dc.ema_decay)
     objective, optimizer, loader, lr_scheduler = accelerator.prepare(objective, optimizer, loader, lr_scheduler)
     accelerator.register_for_checkpointing(ema)
-    ema.to(accelerator.device)
     # the VAE is frozen here: its copy in a checkpoint must not replace a decoder fine-tuned since
     vae_state = {k: v.detach().clone() for k, v in pipe.vae.state_dict().items()} if pipe.vae is not None else None
     step = _resume(accelerator, out, "diffusion")
+    ema.to(accelerator.device)  # after the resume, which loads the EMA weights on the CPU
     if vae_state is not None:
         pipe.vae.load_state_dict(vae_state)
     generator = torch.Generator(device=accelerator.device).manual_seed(cfg.seed * 1000 + step + accelerator.process_index)
