@@ -38,8 +38,10 @@ Protocol (written down so anyone can rerun it; ``python -m portrait eval --model
   Its identities (``hole_samples``) are not bounded by ``limit``: ``--limit 1 --hole-samples 80`` measures
   hole filling alone on every held-out identity; ``--hole-masks K`` draws K masks per sample (a small split,
   such as the real-texture set's ``examples``). Each fill is also scored apart on the hole pixels of the head
-  and of the background behind it; the studio keeps the model's painting on the head only and continues the
-  background behind it from the background alone (``BACKGROUND_FILL``, ``STUDIO_FILL``);
+  and of the background behind it, and on the background beyond the head's outline by the studio's
+  ``OUTLINE_MARGIN`` (on real pixels the first pixels outside a head mask are often hair it missed); the
+  studio keeps the model's painting on the head only and continues the background behind it from the
+  background alone (``BACKGROUND_FILL``, ``STUDIO_FILL``);
   ``--fill-strength S`` adds the painting from another strength than the studio's ``FILL_STRENGTH``.
 - Editing: the target depth (another view of the person) vs the depth estimated from the edited RGB.
 
@@ -394,7 +396,8 @@ def evaluate(model: str | None, data: str | Path, out: str | Path, split: str = 
             start = prefill(truth, holes, radius_px=r / 128)
             everywhere = paint_holes(pipe, views[0][1], start, holes, depth, seed=seed + k + j)
             # behind the head as the studio fills it: from the background away from the head's outline alone
-            backdrop = ~(holes | dilate(tmask, max(1, round(r * OUTLINE_MARGIN))))
+            outline = dilate(tmask, max(1, round(r * OUTLINE_MARGIN)))
+            backdrop = ~(holes | outline)
             behind = continue_from(start, holes & ~tmask, backdrop)
             fills = {
                 "pre-fill alone (OpenCV Telea)": start,
@@ -406,7 +409,9 @@ def evaluate(model: str | None, data: str | Path, out: str | Path, split: str = 
                 fills[f"model from strength {strength:g}"] = paint_holes(pipe, views[0][1], start, holes, depth,
                                                                          seed=seed + k + j, strength=strength)
             for name, fill in fills.items():
-                for part, where in (("", holes), (" [head]", holes & tmask), (" [background]", holes & ~tmask)):
+                parts = (("", holes), (" [head]", holes & tmask), (" [background]", holes & ~tmask),
+                         (" [background beyond the outline]", holes & ~outline))
+                for part, where in parts:
                     if where.any():
                         err = (fill[where].astype(np.float64) - truth[where]) / 255.0
                         holes_acc.setdefault(name + part, []).append(float(np.sqrt(np.mean(err**2))))
