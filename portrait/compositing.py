@@ -95,28 +95,25 @@ def composite(
     return out
 
 
-def continue_from(rgb: np.ndarray, fill: np.ndarray, known: np.ndarray) -> np.ndarray:
-    """``rgb`` ``[H, W, 3]`` uint8 with the pixels of ``fill`` replaced by a smooth continuation of the pixels of
-    ``known`` alone (pull-push: the known pixels averaged down an image pyramid, each level's gaps filled from the
-    coarser one on the way back up). Unlike :func:`prefill`, which spreads the colours on a hole's border along
-    straight lines (streaks across a large hole), it may leave out border pixels that must not be continued,
-    such as a moved head's, and fills a large hole with a soft, out-of-focus continuation of its surroundings."""
+def continue_from(rgb: np.ndarray, fill: np.ndarray, known: np.ndarray, work_side: int = 256) -> np.ndarray:
+    """``rgb`` ``[H, W, 3]`` uint8 with the pixels of ``fill`` continued from the pixels of ``known`` alone: OpenCV's
+    Telea over everything not known, so a pixel left out of ``known`` (a moved head, the ghost of its outline)
+    lends no colour, unlike :func:`prefill` of the hole alone, which continues the hole's whole border. Worked at
+    ``work_side`` px at most (the unknown part can be most of the picture, and the fill is soft anyway), where a
+    pixel counts as known only if all it covers is; the rest of ``rgb`` unchanged."""
     fill = np.asarray(fill, dtype=bool)
-    weight = (np.asarray(known, dtype=bool) & ~fill).astype(np.float32)
+    known = np.asarray(known, dtype=bool) & ~fill
     rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
-    if not fill.any() or not weight.any():
+    if not fill.any() or not known.any():
         return rgb.copy()
-    levels = [(rgb.astype(np.float32) * weight[..., None], weight)]
-    while min(levels[-1][1].shape) > 2:
-        levels.append(tuple(cv2.pyrDown(a) for a in levels[-1]))
-    colour, w = levels[-1]
-    estimate = np.broadcast_to(colour.sum((0, 1)) / max(float(w.sum()), 1e-6), colour.shape)
-    for colour, w in reversed(levels):
-        up = cv2.resize(np.ascontiguousarray(estimate), (w.shape[1], w.shape[0]), interpolation=cv2.INTER_LINEAR)
-        sure = np.clip(w, 0.0, 1.0)[..., None]
-        estimate = colour / np.maximum(w, 1e-6)[..., None] * sure + up * (1.0 - sure)
+    h, w = fill.shape
+    scale = min(1.0, work_side / max(h, w))
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+    sure = cv2.resize(known.astype(np.float32), size, interpolation=cv2.INTER_AREA) > 0.999
+    filled = prefill(small, ~sure, radius_px=max(1.0, 3.0 * scale))
     out = rgb.copy()
-    out[fill] = np.clip(np.rint(estimate[fill]), 0, 255).astype(np.uint8)
+    out[fill] = cv2.resize(filled, (w, h), interpolation=cv2.INTER_LINEAR)[fill]
     return out
 
 
