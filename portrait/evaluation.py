@@ -391,14 +391,13 @@ def evaluate(model: str | None, data: str | Path, out: str | Path, split: str = 
     for k, views in enumerate(with_reference):
         _, truth, target, tmask = views[1]
         truth, depth = np.asarray(truth), np.where(tmask, target, np.nan)
+        outline = dilate(tmask, max(1, round(r * OUTLINE_MARGIN)))  # the head as the studio's backdrop leaves it out
         for j in range(hole_masks):  # mask 0 of sample k is the one a single-mask run draws
             holes = random_holes(r, np.random.default_rng([seed, k] if j == 0 else [seed, k, j]), head=tmask)
             start = prefill(truth, holes, radius_px=r / 128)
             everywhere = paint_holes(pipe, views[0][1], start, holes, depth, seed=seed + k + j)
             # behind the head as the studio fills it: from the background away from the head's outline alone
-            outline = dilate(tmask, max(1, round(r * OUTLINE_MARGIN)))
-            backdrop = ~(holes | outline)
-            behind = continue_from(start, holes & ~tmask, backdrop)
+            behind = continue_from(start, holes & ~tmask, ~(holes | outline))
             fills = {
                 "pre-fill alone (OpenCV Telea)": start,
                 BACKGROUND_FILL: behind,
@@ -408,9 +407,9 @@ def evaluate(model: str | None, data: str | Path, out: str | Path, split: str = 
             for strength in fill_strengths:
                 fills[f"model from strength {strength:g}"] = paint_holes(pipe, views[0][1], start, holes, depth,
                                                                          seed=seed + k + j, strength=strength)
+            parts = (("", holes), (" [head]", holes & tmask), (" [background]", holes & ~tmask),
+                     (" [background beyond the outline]", holes & ~outline))
             for name, fill in fills.items():
-                parts = (("", holes), (" [head]", holes & tmask), (" [background]", holes & ~tmask),
-                         (" [background beyond the outline]", holes & ~outline))
                 for part, where in parts:
                     if where.any():
                         err = (fill[where].astype(np.float64) - truth[where]) / 255.0

@@ -474,7 +474,8 @@ class Studio:
         into them only and colour-matched to their surroundings; those behind the head (background, no depth
         known) continued from the background alone (``view.backdrop``, :func:`~portrait.compositing.continue_from`),
         which fills real backgrounds better than the model (the hole check of ``python -m portrait eval``, rows
-        [background]) and, unlike a fill from the hole's whole border, takes no colour from the head. The inside of an opened mouth is shaded.
+        [background]) and, unlike a fill from the hole's whole border, takes no colour from the head. The inside
+        of an opened mouth is shaded.
 
         With a ``plate`` (:meth:`background_plate`) the model is not called: the background behind the head comes
         from the plate and the holes inside the head are continued from their surroundings (an animation's frames

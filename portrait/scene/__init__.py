@@ -16,15 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..face import FaceControls
-from .layer import MOUTH, HeadLayer, build_head_layer, output_size
+from .layer import MOUTH, OUTLINE_MARGIN, HeadLayer, build_head_layer, output_size
 from .motion import DEFAULT_RELIEF, move
 from .warp import Warp, cast, sample
 
 MOUTH_DEPTH = 0.3  # an opened mouth's inside lies this many eye distances behind the lips
-# the head layer's outline stops up to this part of the crop's side inside the photo's own (hair wisps, a hat's
-# rim): where the head moves away, those pixels of the background layer would stay behind as a ghost outline,
-# so they are holes too, and nothing filled behind the head is continued from them
-OUTLINE_MARGIN = 3 / 128
 
 
 @dataclass
@@ -58,8 +54,7 @@ def render(layer: HeadLayer, controls: FaceControls) -> View:
     """The layer moved by ``controls`` and seen by the crop's camera. Zero controls give the crop back exactly."""
     import cv2
 
-    margin = max(1, round(layer.size * OUTLINE_MARGIN))
-    outline = cv2.dilate(layer.covered.astype(np.uint8), np.ones((2 * margin + 1,) * 2, np.uint8)) > 0
+    outline = layer.outline
     if controls.clipped().is_identity():
         none = np.zeros_like(layer.covered)
         return View(image=layer.crop.copy(), holes=none, mouth=none, depth=layer.depth.copy(),
@@ -67,7 +62,8 @@ def render(layer: HeadLayer, controls: FaceControls) -> View:
     warp = cast(layer.mesh, move(layer, controls), layer.size, layer.camera)
     holes = warp.holes(layer.covered)
     left = (holes & ~warp.hit).astype(np.uint8)  # where the head was and is no more (not a crack between pixels)
-    ghost = outline & ~layer.covered & ~warp.hit & (cv2.dilate(left, np.ones((2 * margin + 3,) * 2, np.uint8)) > 0)
+    reach = np.ones((2 * layer.outline_margin + 3,) * 2, np.uint8)
+    ghost = outline & ~layer.covered & ~warp.hit & (cv2.dilate(left, reach) > 0)
     mouth, fill_depth = _hole_depth(warp, holes, MOUTH_DEPTH * layer.face_scale)  # the ghost is background
     holes |= ghost
     image = layer.crop.copy()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -29,6 +30,10 @@ MIN_SIZE, MAX_SIZE = 512, 1024  # the output crop follows the face's size in the
 MAX_DEPTH_SPAN = 4.0  # the head layer's depth may span at most this many times the face mesh's
 MESH_FEATHER = 1 / 32  # the face mesh's depth blends into the model's over this part of the crop at its border
 MESH_STEP = 2  # output pixels per grid step of the layer's mesh (the warp is smooth; cuts stay 2 px wide)
+# the head layer's outline stops up to this part of the crop's side inside the photo's own (hair wisps, a hat's
+# rim): where the head moves away, those pixels of the background layer would stay behind as a ghost outline,
+# so they are holes too, and nothing filled behind the head is continued from them
+OUTLINE_MARGIN = 3 / 128
 
 SKIN, MOUTH, EYES = 0, 1, 2  # part labels: the mesh is cut where they meet
 
@@ -61,6 +66,19 @@ class HeadLayer:
     crop: np.ndarray
     source: np.ndarray
     crop_to_source: np.ndarray
+
+    @property
+    def outline_margin(self) -> int:
+        """``OUTLINE_MARGIN`` in pixels of the crop."""
+        return max(1, round(self.size * OUTLINE_MARGIN))
+
+    @cached_property
+    def outline(self) -> np.ndarray:
+        """``[S, S]`` bool: ``covered`` grown by ``OUTLINE_MARGIN`` (what may still be head in the photo)."""
+        import cv2
+
+        grow = np.ones((2 * self.outline_margin + 1,) * 2, np.uint8)
+        return cv2.dilate(self.covered.astype(np.uint8), grow) > 0
 
     @property
     def camera(self) -> PinholeCamera:
