@@ -12,6 +12,9 @@ two variants interleaved, best of ``--repeats``), because absolute times on a sh
   second, the set-up, and the memory after the first and the last frame.
 - ``load``: the app served on localhost under concurrent users over every endpoint, bad inputs interleaved:
   failures, refusals, latency per endpoint, throughput, memory and disk.
+- ``train``: the diffusion stage's step, piece by piece, on the embedded default (or ``--model``) with the hole
+  task at ``--batch``: a batch drawn by the loop itself vs by ``--workers`` data-loader processes, the EMA update
+  per tensor vs fused, and one optimisation step, so the shares show what bounds a step on this machine.
 - ``app``: the app's two interactive paths with the studio and the app's handlers, in-process: photo upload
   to depth + mesh shown, and slider release to the new image; and the peak memory.
 """
@@ -423,14 +426,105 @@ def bench_load(args) -> dict:
     }
 
 
-SECTIONS = {"core": bench_core, "mesh": bench_mesh, "app": bench_app, "animate": bench_animate, "load": bench_load}
+def bench_train(args) -> dict:
+    import tempfile
+    from pathlib import Path
+
+    import torch
+    from diffusers import DDPMScheduler
+    from diffusers.training_utils import EMAModel
+
+    from .data.folder import PortraitDataset
+    from .data.spec import SyntheticSpec
+    from .data.synthetic import write_dataset
+    from .pipelines import load_pipeline
+    from .training.holes import HoleMasks
+    from .training.train import (
+        DiffusionObjective,
+        LatentDataset,
+        PreEncodedJointDiffusion,
+        WithHoles,
+        batch_loader,
+        forever,
+    )
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    pipe = load_pipeline(args.model, device=device)
+    res, batch, n = pipe.resolution, args.batch, args.steps
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(args.data) if args.data else Path(tmp)
+        if not args.data:  # a small synthetic set: the timings do not depend on its size
+            write_dataset(folder, SyntheticSpec(identities=24, views=4, size=res, seed=0, test_fraction=0.0))
+        data = PortraitDataset(folder, res, split=None, flip=True)
+        dataset = WithHoles(LatentDataset(data, pipe.vae, 16, device), HoleMasks(res))
+
+        def draw(workers: int) -> float:  # ms per batch once the loader runs (its start-up left out)
+            batches = forever(batch_loader(dataset, batch, workers))
+            next(batches)
+            t0 = time.perf_counter()
+            for _ in range(n):
+                next(batches)
+            return (time.perf_counter() - t0) / n * 1e3
+
+        loop_ms, workers_ms = [], []
+        for _ in range(args.repeats):  # interleaved
+            loop_ms.append(draw(0))
+            workers_ms.append(draw(args.workers))
+        sample = next(forever(batch_loader(dataset, batch, 0)))
+
+    model = PreEncodedJointDiffusion(pipe.unet, pipe.reference_net, pipe.vae, pipe.image_encoder, pipe.context_embedding)
+    objective = DiffusionObjective(model, DDPMScheduler.from_config(pipe.scheduler.config), 0.1, 1.0, (0.25, 0.4, 0.15, 0.2))
+    trainable = torch.nn.ModuleDict({"unet": pipe.unet, "reference_net": pipe.reference_net}).train()
+    params = [p for p in trainable.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-4)
+    sample = {k: v.to(device) if torch.is_tensor(v) else v for k, v in sample.items()}
+    generator = torch.Generator(device=device).manual_seed(0)
+
+    def sync():
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    def optimise():
+        for _ in range(n):
+            objective(sample, generator).backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        sync()
+
+    emas = {name: EMAModel(params, decay=0.995, foreach=fused) for name, fused in (("per tensor", False), ("fused", True))}
+
+    def ema_step(ema):
+        def run():
+            for _ in range(n):
+                ema.step(params)
+            sync()
+        return run
+
+    optimise()  # warm-up
+    step_ms = best_of(optimise, args.repeats) / n * 1e3
+    ema_ms = {name: [] for name in emas}
+    for _ in range(args.repeats):  # interleaved
+        for name, ema in emas.items():
+            ema_ms[name].append(timed(ema_step(ema)) / n * 1e3)
+    ema_ms = {name: min(values) for name, values in ema_ms.items()}
+    return {
+        "hardware": hardware(), "batch": batch, "parameters_M": round(sum(p.numel() for p in params) / 1e6, 2),
+        "batch_ms": {"drawn by the loop": min(loop_ms), f"from {args.workers} workers": min(workers_ms),
+                     "ratio": min(loop_ms) / max(min(workers_ms), 1e-9)},
+        "ema_ms": {**ema_ms, "ratio": ema_ms["per tensor"] / max(ema_ms["fused"], 1e-9)},
+        "optimisation_step_ms": step_ms,
+    }
+
+
+SECTIONS = {"core": bench_core, "mesh": bench_mesh, "app": bench_app, "animate": bench_animate, "load": bench_load,
+            "train": bench_train}
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m portrait.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("section", nargs="?", default="all", choices=[*SECTIONS, "all"],
-                        help="all: every section but load (it serves the app)")
+                        help="all: every section but load (it serves the app) and train")
     parser.add_argument("--preset", default="default", choices=sorted(PRESETS), help="model size (core)")
     parser.add_argument("--model", help="time a saved model folder instead of a preset")
     parser.add_argument("--resolution", type=int, help="override the preset's working resolution")
@@ -440,6 +534,9 @@ def main(argv=None) -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="animate: the driving clip's length (looped)")
     parser.add_argument("--users", type=int, default=8, help="load: concurrent users")
     parser.add_argument("--rounds", type=int, default=3, help="load: rounds over every endpoint per user")
+    parser.add_argument("--batch", type=int, default=32, help="train: batch size")
+    parser.add_argument("--workers", type=int, default=2, help="train: data-loader processes to compare with none")
+    parser.add_argument("--data", help="train: a data folder (default: a small synthetic set rendered first)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of lines")
     args = parser.parse_args(argv)
 
@@ -451,7 +548,7 @@ def main(argv=None) -> None:
         parser.error("--preset sd15 needs a GPU (it times fp16 at 512x512)")
     results = {}
     for name, fn in SECTIONS.items():
-        if args.section == name or (args.section == "all" and name != "load"):
+        if args.section == name or (args.section == "all" and name not in ("load", "train")):
             results[name] = fn(args)
     if args.json:
         print(json.dumps(results, indent=2))

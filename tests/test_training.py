@@ -193,3 +193,36 @@ def test_fine_tuning_a_pipeline_with_its_decoder(trained, tmp_path, capsys):
     assert "decoder stage already done" in capsys.readouterr().out
     again = load_pipeline(out).vae.state_dict()
     assert all(torch.equal(vae_after[k], again[k]) for k in vae_after)
+
+
+def test_loader_workers_draw_the_same_run_and_the_loss_log_keeps_every_nth_step(trained, tmp_path):
+    """With ``data.workers`` processes drawing the batches (hole masks included) a run is repeatable; ``log_every``
+    writes a mean-loss row every that many steps and at the last."""
+    from portrait.pipelines.loading import load_pipeline
+
+    runs = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        run_cli("train", "--config", str(CONFIG), "--output-dir", str(out), "--set", f"data.path={trained / 'data'}",
+                "--set", f"diffusion.init_pipeline={trained / 'run'}", "--set", "diffusion.task_mix=[0.25,0.4,0.15,0.2]",
+                "--set", "data.workers=2", "--set", "log_every=2")
+        runs.append(load_pipeline(out).unet.state_dict())
+        rows = [r.split(",") for r in (out / "loss.csv").read_text().splitlines()[1:]]
+        assert [int(r[1]) for r in rows if r[0] == "diffusion"] == [2, 3]
+    assert all(torch.equal(v, runs[1][k]) for k, v in runs[0].items())
+    with pytest.raises(PortraitError, match="data.workers"):
+        load_config(CONFIG, {"data.workers": -1})
+    with pytest.raises(PortraitError, match="log_every"):
+        load_config(CONFIG, {"log_every": 0})
+
+
+def test_the_training_benchmark_times_each_piece_of_a_step(trained):
+    from portrait import bench
+
+    args = argparse.Namespace(model=str(trained / "run"), data=str(trained / "data"), batch=2, steps=1, repeats=1, workers=1)
+    result = bench.bench_train(args)
+    assert result["batch"] == 2 and result["parameters_M"] > 0
+    assert set(result["batch_ms"]) == {"drawn by the loop", "from 1 workers", "ratio"}
+    assert set(result["ema_ms"]) == {"per tensor", "fused", "ratio"}
+    assert all(v > 0 for part in ("batch_ms", "ema_ms") for v in result[part].values())
+    assert result["optimisation_step_ms"] > 0

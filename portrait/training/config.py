@@ -20,6 +20,7 @@ class DataConfig:
     split: str | None = "train"  # None = every sample
     flip: bool = True  # random horizontal mirroring
     synthetic: SyntheticSpec | None = None  # render the synthetic set into ``path`` first if it has no manifest.json
+    workers: int = 0  # data-loader processes drawing batches beside the training step (0: the loop draws them)
 
 
 @dataclass
@@ -95,7 +96,7 @@ class TrainConfig:
     mixed_precision: str = "auto"  # "auto" (fp16 on a GPU, none on a CPU), "no", "fp16", "bf16"
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
-    log_every: int = 10
+    log_every: int = 10  # a loss.csv row (the mean loss since the last) every this many steps
     threads: int | None = None  # torch CPU threads (None = torch's default)
     save_dtype: str = "float32"  # dtype of the saved pipeline weights ("float16" halves the size)
 
@@ -146,6 +147,9 @@ def config_from_dict(values: dict) -> TrainConfig:
                             "(a portrait pipeline folder), not both")
     if cfg.save_dtype not in ("float32", "float16"):
         raise PortraitError(f"save_dtype must be float32 or float16, got {cfg.save_dtype!r}")
+    for key, value, least in (("data.workers", cfg.data.workers, 0), ("log_every", cfg.log_every, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise PortraitError(f"{key} must be a whole number >= {least}, got {value!r}")
     return cfg
 
 

@@ -183,7 +183,16 @@ class DecoderDataset:
                 "rgb": rgb, "code": code}
 
 
-def _forever(loader):
+def batch_loader(dataset, batch_size: int, workers: int) -> torch.utils.data.DataLoader:
+    """Shuffled batches (a last partial one dropped when there is more than one batch), drawn by ``workers``
+    processes (``data.workers``) beside the training step, or by the loop itself with 0: with a hole task, each
+    sample's hole mask is drawn there. Deterministic for a given seed and number of workers."""
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=len(dataset) > batch_size,
+                                       num_workers=workers, persistent_workers=workers > 0,
+                                       pin_memory=workers > 0 and torch.cuda.is_available())
+
+
+def forever(loader):
     while True:
         yield from loader
 
@@ -268,17 +277,31 @@ def _resume(accelerator: Accelerator, out: Path, stage: str) -> int:
 
 
 class LossLog:
-    """Appends ``stage,step,loss,seconds`` rows to ``OUTPUT/loss.csv`` (main process only)."""
+    """Appends ``stage,step,loss,seconds`` rows to ``OUTPUT/loss.csv`` (the main process writes them): a row every
+    ``every`` steps (``log_every``) and at a stage's last step, with the mean loss since the row before.
 
-    def __init__(self, path: Path, enabled: bool):
-        self.path, self.enabled = path, enabled
+    The losses are summed where they were computed and read back only for a row, so the loop does not wait for
+    the accelerator at every step. Every process calls :meth:`add` (a row gathers the processes' losses)."""
+
+    def __init__(self, path: Path, enabled: bool, every: int = 1):
+        self.path, self.enabled, self.every = path, enabled, max(1, int(every))
+        self._sum, self._count = None, 0
         if enabled and not path.exists():
             path.write_text("stage,step,loss,seconds\n")
 
-    def add(self, stage: str, step: int, loss: float, seconds: float) -> None:
+    def add(self, accelerator: Accelerator, stage: str, step: int, loss: torch.Tensor, seconds: float,
+            last: bool = False) -> float | None:
+        """Count one step's ``loss``; returns the mean written when this step writes a row, else None."""
+        loss = loss.detach().float()
+        self._sum, self._count = (loss if self._sum is None else self._sum + loss), self._count + 1
+        if step % self.every and not last:
+            return None
+        value = accelerator.gather(self._sum[None]).mean().item() / self._count
+        self._sum, self._count = None, 0
         if self.enabled:
             with self.path.open("a") as f:
-                f.write(f"{stage},{step},{loss:.6f},{seconds:.3f}\n")
+                f.write(f"{stage},{step},{value:.6f},{seconds:.3f}\n")
+        return value
 
 
 def plot_loss_curve(csv_path: Path, png_path: Path) -> Path | None:
@@ -351,10 +374,9 @@ def _autoencoder_loop(cfg: TrainConfig, accelerator: Accelerator, stage: str, st
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
-        value = accelerator.gather(loss.detach()[None]).mean().item()
         bar.update(1)
-        bar.set_postfix(loss=f"{value:.4f}")
-        log.add(stage, step, value, time.time() - t0)
+        if (value := log.add(accelerator, stage, step, loss, time.time() - t0, last=step == steps)) is not None:
+            bar.set_postfix(loss=f"{value:.4f}")
         if step % cfg.checkpoint_every == 0 and step < steps:
             _save_checkpoint(accelerator, out, stage, step, cfg.keep_checkpoints)
     bar.close()
@@ -373,11 +395,11 @@ def train_vae(cfg: TrainConfig, data: PortraitDataset, log: LossLog, run: bool =
     vae = build_vae(ModelConfig(**cfg.model))
     objective = VAEObjective(vae, cfg.vae.kl_weight)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=cfg.vae.learning_rate, weight_decay=0.0)
-    loader = torch.utils.data.DataLoader(data, batch_size=cfg.vae.batch_size, shuffle=True, drop_last=len(data) > cfg.vae.batch_size)
+    loader = batch_loader(data, cfg.vae.batch_size, cfg.data.workers)
     objective, optimizer, loader = accelerator.prepare(objective, optimizer, loader)
     step = _resume(accelerator, out, "vae")
     generator = torch.Generator().manual_seed(cfg.seed + step)
-    batches = _forever(loader)
+    batches = forever(loader)
     _autoencoder_loop(cfg, accelerator, "vae", cfg.vae.steps, step, log, optimizer, list(objective.parameters()),
                       lambda: objective(_vae_batch(next(batches), cfg.vae.depth_fraction, cfg.vae.crop, generator)))
     vae = accelerator.unwrap_model(objective).vae.eval()
@@ -451,11 +473,11 @@ def train_decoder(cfg: TrainConfig, data: PortraitDataset, vae, log: LossLog, ru
     objective = DecoderObjective(vae.train())
     params = [p for p in objective.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=dc.learning_rate, weight_decay=0.0)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=dc.batch_size, shuffle=True, drop_last=len(dataset) > dc.batch_size)
+    loader = batch_loader(dataset, dc.batch_size, cfg.data.workers)
     objective, optimizer, loader = accelerator.prepare(objective, optimizer, loader)
     step = _resume(accelerator, out, "decoder")
     generator = torch.Generator().manual_seed(cfg.seed + 7 + step)
-    batches = _forever(loader)
+    batches = forever(loader)
     _autoencoder_loop(cfg, accelerator, "decoder", dc.steps, step, log, optimizer, params,
                       lambda: objective(*_decoder_batch(next(batches), dc.depth_fraction, dc.crop, factor, generator)))
     vae = accelerator.unwrap_model(objective).vae.eval()
@@ -533,7 +555,7 @@ def train_diffusion(cfg: TrainConfig, data: PortraitDataset, vae, log: LossLog, 
         masks = HoleMasks.load(hole_bank_path(cfg), data.resolution)
         accelerator.print(f"hole task: {masks}")
         dataset = WithHoles(dataset, masks)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=dc.batch_size, shuffle=True, drop_last=len(dataset) > dc.batch_size)
+    loader = batch_loader(dataset, dc.batch_size, cfg.data.workers)
 
     # 2. Objective, optimiser, EMA
     noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
@@ -544,7 +566,7 @@ def train_diffusion(cfg: TrainConfig, data: PortraitDataset, vae, log: LossLog, 
     params = [p for p in trainable.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=dc.learning_rate, weight_decay=1e-2)
     lr_scheduler = get_scheduler(dc.lr_schedule, optimizer, num_warmup_steps=dc.warmup_steps, num_training_steps=dc.steps)
-    ema = EMAModel(params, decay=dc.ema_decay)
+    ema = EMAModel(params, decay=dc.ema_decay, foreach=True)  # one fused update, not one per tensor
     objective, optimizer, loader, lr_scheduler = accelerator.prepare(objective, optimizer, loader, lr_scheduler)
     accelerator.register_for_checkpointing(ema)
     # the VAE is frozen here: its copy in a checkpoint must not replace a decoder fine-tuned since
@@ -557,7 +579,7 @@ def train_diffusion(cfg: TrainConfig, data: PortraitDataset, vae, log: LossLog, 
 
     # 3. Loop
     bar = tqdm(total=dc.steps, initial=step, desc="diffusion", disable=not accelerator.is_main_process)
-    batches = _forever(loader)
+    batches = forever(loader)
     t0 = time.time()
     running = None
     while step < dc.steps:
@@ -573,11 +595,10 @@ def train_diffusion(cfg: TrainConfig, data: PortraitDataset, vae, log: LossLog, 
             continue
         ema.step(params)
         step += 1
-        value = accelerator.gather(loss.detach()[None]).mean().item()
-        running = value if running is None else 0.95 * running + 0.05 * value
         bar.update(1)
-        bar.set_postfix(loss=f"{running:.4f}")
-        log.add("diffusion", step, value, time.time() - t0)
+        if (value := log.add(accelerator, "diffusion", step, loss, time.time() - t0, last=step == dc.steps)) is not None:
+            running = value if running is None else 0.8 * running + 0.2 * value
+            bar.set_postfix(loss=f"{running:.4f}")
         if step % cfg.checkpoint_every == 0 and step < dc.steps:
             _save_checkpoint(accelerator, out, "diffusion", step, cfg.keep_checkpoints, origin)
             if accelerator.is_main_process:
@@ -648,7 +669,7 @@ def train(cfg: TrainConfig, stages: tuple[str, ...] | None = None) -> Path:
     data = PortraitDataset(data_dir, resolution, split=cfg.data.split, flip=cfg.data.flip)
     print(f"data: {len(data)} samples of {data.num_identities} identities from {data_dir}"
           + (f" ({len(data.skipped)} skipped)" if data.skipped else ""))
-    log = LossLog(out / "loss.csv", enabled=int(os.environ.get("RANK", "0")) == 0)
+    log = LossLog(out / "loss.csv", enabled=int(os.environ.get("RANK", "0")) == 0, every=cfg.log_every)
     t0 = time.time()
 
     # 1. VAE stage, 2. diffusion stage
