@@ -438,6 +438,7 @@ def bench_train(args) -> dict:
     from .data.spec import SyntheticSpec
     from .data.synthetic import write_dataset
     from .pipelines import load_pipeline
+    from .training.config import DiffusionStageConfig
     from .training.holes import HoleMasks
     from .training.train import (
         DiffusionObjective,
@@ -445,6 +446,7 @@ def bench_train(args) -> dict:
         PreEncodedJointDiffusion,
         WithHoles,
         batch_loader,
+        diffusion_trainable,
         forever,
     )
 
@@ -470,12 +472,13 @@ def bench_train(args) -> dict:
         for _ in range(args.repeats):  # interleaved
             loop_ms.append(draw(0))
             workers_ms.append(draw(args.workers))
-        sample = next(forever(batch_loader(dataset, batch, 0)))
+        sample = next(iter(batch_loader(dataset, batch, 0)))
 
     model = PreEncodedJointDiffusion(pipe.unet, pipe.reference_net, pipe.vae, pipe.image_encoder, pipe.context_embedding)
-    objective = DiffusionObjective(model, DDPMScheduler.from_config(pipe.scheduler.config), 0.1, 1.0, (0.25, 0.4, 0.15, 0.2))
-    trainable = torch.nn.ModuleDict({"unet": pipe.unet, "reference_net": pipe.reference_net}).train()
-    params = [p for p in trainable.parameters() if p.requires_grad]
+    dc = DiffusionStageConfig(task_mix=[0.25, 0.4, 0.15, 0.2])  # the hole task in the mix
+    objective = DiffusionObjective(model, DDPMScheduler.from_config(pipe.scheduler.config), dc.reference_dropout,
+                                   dc.depth_weight, dc.task_mix)
+    params = [p for p in diffusion_trainable(pipe).train().parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-4)
     sample = {k: v.to(device) if torch.is_tensor(v) else v for k, v in sample.items()}
     generator = torch.Generator(device=device).manual_seed(0)
@@ -491,7 +494,7 @@ def bench_train(args) -> dict:
             optimizer.zero_grad(set_to_none=True)
         sync()
 
-    emas = {name: EMAModel(params, decay=0.995, foreach=fused) for name, fused in (("per tensor", False), ("fused", True))}
+    emas = {name: EMAModel(params, decay=dc.ema_decay, foreach=fused) for name, fused in (("per tensor", False), ("fused", True))}
 
     def ema_step(ema):
         def run():
@@ -546,10 +549,15 @@ def main(argv=None) -> None:
     logging.set_verbosity_error()
     if args.preset == "sd15" and not torch.cuda.is_available() and args.section in ("core", "all") and not args.model:
         parser.error("--preset sd15 needs a GPU (it times fp16 at 512x512)")
+    from .errors import PortraitError
+
     results = {}
-    for name, fn in SECTIONS.items():
-        if args.section == name or (args.section == "all" and name not in ("load", "train")):
-            results[name] = fn(args)
+    try:
+        for name, fn in SECTIONS.items():
+            if args.section == name or (args.section == "all" and name not in ("load", "train")):
+                results[name] = fn(args)
+    except PortraitError as err:  # a bad --model or --data: the message, not a traceback
+        parser.exit(2, f"error: {err}\n")
     if args.json:
         print(json.dumps(results, indent=2))
         return

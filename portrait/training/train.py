@@ -523,6 +523,14 @@ def hole_bank_path(cfg: TrainConfig) -> Path | None:
     return default if default.is_file() else None
 
 
+def diffusion_trainable(pipe) -> torch.nn.ModuleDict:
+    """What the diffusion stage trains of ``pipe``: the denoiser, the reference network and the learned context."""
+    trainable = torch.nn.ModuleDict({"unet": pipe.unet, "reference_net": pipe.reference_net})
+    if pipe.context_embedding is not None:
+        trainable["context_embedding"] = pipe.context_embedding
+    return trainable
+
+
 def train_diffusion(cfg: TrainConfig, data: PortraitDataset, vae, log: LossLog, pipe=None) -> Path:
     """The diffusion stage on ``pipe`` (default: built from ``cfg``, or loaded from ``diffusion.init_pipeline``)."""
     from diffusers import DDPMScheduler
@@ -540,10 +548,7 @@ def train_diffusion(cfg: TrainConfig, data: PortraitDataset, vae, log: LossLog, 
         pipe.vae.to(accelerator.device)
     if pipe.image_encoder is not None:
         pipe.image_encoder.to(accelerator.device)
-    trainable = torch.nn.ModuleDict({"unet": pipe.unet, "reference_net": pipe.reference_net})
-    if pipe.context_embedding is not None:
-        trainable["context_embedding"] = pipe.context_embedding
-    trainable.train()  # a loaded pipeline comes in eval mode
+    trainable = diffusion_trainable(pipe).train()  # a loaded pipeline comes in eval mode
 
     # 1. Data: pixels, or latents encoded once by the frozen VAE (not needed to save a finished run)
     if pipe.vae is not None and dc.cache_latents and _latest(out, "diffusion")[1] < dc.steps:
