@@ -160,14 +160,20 @@ def test_depth_then_edit_then_generate(page, tmp_path):
     assert len(links(page, "#generate-files")) == len(first)
     screenshot(page, tmp_path, "03_generation.png")
 
-    # 4. A bad file gets the package's message
+    # 4. A bad file gets the package's message, and what was computed stays on show: the depth over the photo
+    #    and the mesh, with no error badge over them
     bad = tmp_path / "notes.png"
     bad.write_text("not an image")
     page.get_by_role("tab", name="Depth estimation").click()
+    overlay = image_src(page, "#depth-overlay")
     page.locator("#depth-photo button[aria-label='Remove Image']").first.click()
     page.locator("#depth-photo input[type=file]").set_input_files(str(bad))
     page.get_by_text("not a readable image").first.wait_for()
     page.wait_for_timeout(600)  # the message slides in
+    assert image_src(page, "#depth-overlay") == overlay
+    for viewer in ("#depth-overlay", "#depth-mesh"):
+        assert page.locator(f"{viewer} .error").count() == 0, f"{viewer} shows an error badge"
+    wait_for_mesh(page, "#depth-mesh")
     page.screenshot(path=str(tmp_path / "04_bad_file.png"))  # the viewport, with the message on top
     shutil.copy(tmp_path / "04_bad_file.png", SCREENS / "04_bad_file.png")
 
