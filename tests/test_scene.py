@@ -101,6 +101,29 @@ def test_each_expression_moves_only_its_region(layer, control, value, moving, st
     assert np.abs(moved[far]).max() < 0.5
 
 
+def test_closing_eyes_slides_the_lashes_whole_onto_the_lower_lid(layer):
+    """Down the middle of each eye the band of skin just above the upper lid (lashes, lid margin) lands on the lower
+    lid at its own thickness; the skin between it and the brow takes the stretch; the brows stay."""
+    from portrait.face.mesh import eye_centres
+    from portrait.scene.motion import LID_BAND
+
+    points = layer.face.project(layer.size)
+    right, left = eye_centres(points)
+    band = LID_BAND * np.linalg.norm(left - right)  # crop pixels
+    pixel = layer.mesh.vertex_attributes["pixel"]
+    after = layer.camera.project(move(layer, FaceControls(eye_close=1.0)), layer.size)
+    for upper, lower in ((159, 145), (386, 374)):
+        column = (np.abs(pixel[:, 0] - points[upper, 0]) < 4) & (layer.parts == 0)
+        lashes = column & (pixel[:, 1] > points[upper, 1] - band) & (pixel[:, 1] < points[upper, 1])
+        assert lashes.sum() >= 4
+        travel = points[lower, 1] - points[upper, 1]
+        assert np.allclose(after[lashes, 1] - pixel[lashes, 1], travel, rtol=0.1)
+        above = column & (pixel[:, 1] < points[upper, 1] - band)
+        assert (after[above, 1] - pixel[above, 1]).max() < travel  # fading out above the band
+    brows = _near(layer, "right_eyebrow", "left_eyebrow", radius=4)
+    assert np.percentile(_moved(layer, eye_close=1.0)[brows], 95) < 1.0
+
+
 def test_yaw_turns_the_head_and_leaves_the_bottom_of_the_neck(layer):
     pixel = layer.mesh.vertex_attributes["pixel"]
     right = _moved(layer, yaw=20)

@@ -1,9 +1,10 @@
 """Moving a head layer by the pose and expression controls (numpy, scipy; no torch).
 
-- Expressions (smile, brows, eyes): the face mesh's landmarks move as :func:`portrait.face.apply_controls`
+- Expressions (smile, brows): the face mesh's landmarks move as :func:`portrait.face.apply_controls`
   moves them; that sparse motion is spread over the layer by one thin-plate-spline interpolation in the
-  crop's image plane, anchored at zero on the layer's silhouette and the crop's border. Eye openings do not
-  follow it: a closing upper lid slides over them.
+  crop's image plane, anchored at zero on the layer's silhouette and the crop's border.
+- Eyes: each upper lid slides down over its eye opening (which sinks a little and stays) onto the lower lid,
+  its lashes whole, the skin up to the brow stretching (``_lid_motion``).
 - Jaw: a hinge rotation of the lower face about the axis of the ``jaw_open`` expression, full below the
   inner lip contour (where the layer is cut), fading out towards the ears and down the neck.
 - Pose: a rigid rotation about the head's centre in the head's own axes, its angle fading from full at the
@@ -35,6 +36,8 @@ RBF_GRID = 128  # the expression field is evaluated on this grid over the crop, 
 JAW_FADE_SIDE = 0.8  # eye distances past the mouth corners over which the jaw's rotation fades out
 JAW_FADE_NECK = 0.5  # eye distances below the jaw line over which it fades out
 JAW_LIP = 0.4  # eye distances below the lips from which the jaw's turn is whole, corners included
+LID_BAND = 0.04  # closing eyes: eye distances above the upper lid's landmarks that slide down whole
+LID_FADE_SIDE = 0.1  # eye distances past an eye's corners over which its lid's motion fades out
 EYE_RECESS = 0.05  # closing eyes: the eye openings sink this many eye distances, so the lids pass in front
 
 
@@ -48,12 +51,16 @@ def move(layer: HeadLayer, controls: FaceControls, relief: float | tuple[float, 
     local = frame.to_face(vertices)  # [V, 3] eye distances, the face's own frame
 
     # 1. Expressions but the jaw: the landmarks' motion, spread by a thin-plate spline
-    faces_only = FaceControls(smile=controls.smile, brow_raise=controls.brow_raise, eye_close=controls.eye_close)
+    faces_only = FaceControls(smile=controls.smile, brow_raise=controls.brow_raise)
     if not faces_only.is_identity():
         moved = apply_controls(layer.face, faces_only).vertices
         vertices += _spread(layer, moved - layer.face.vertices)
-    if controls.eye_close:  # along each pixel's ray: the eyes look the same, only farther
+    if controls.eye_close:
         eyes = layer.parts == EYES
+        lids = _lid_motion(layer, frame, local) * controls.eye_close
+        lids[eyes] = 0.0
+        vertices += frame.vectors_to_camera(lids)
+        # along each pixel's ray: the eyes look the same, only farther
         vertices[eyes] *= (1 + EYE_RECESS * frame.scale / vertices[eyes, 2])[:, None]
 
     # 2. Jaw: a hinge
@@ -115,6 +122,29 @@ def _spread(layer: HeadLayer, displacement: np.ndarray) -> np.ndarray:
                       for k in range(3)], axis=1)
     field[layer.parts == EYES] = 0.0
     return field
+
+
+def _lid_motion(layer: HeadLayer, frame: FaceFrame, local: np.ndarray) -> np.ndarray:
+    """``[V, 3]`` face-frame motion of closed eyes. Over each eye the skin from its upper lid's landmarks up to
+    ``LID_BAND`` above them (the lashes and the lid's margin) slides whole onto the lower lid's landmarks at the
+    same x; above that band the motion fades out smoothly by the eyebrow's lower edge, so the skin between lid and
+    brow stretches, not the lashes (a lash line stretched into a band reads as a half-open eye); past the eye's
+    corners it fades out over ``LID_FADE_SIDE``. Below the upper lid nothing moves."""
+    face = frame.to_face(layer.face.vertices)
+    x, y = local[:, 0], local[:, 1]
+    motion = np.zeros_like(local)
+    for side in ("right", "left"):
+        upper = _chain_at_x(face[list(REGIONS[f"{side}_eye_upper"])], x)
+        lower = _chain_at_x(face[list(REGIONS[f"{side}_eye_lower"])], x)
+        brow = _chain_at_x(face[list(REGIONS[f"{side}_eyebrow"][:5])], x)  # its lower edge
+        height = upper[:, 1] - y  # above the upper lid (y points down the face)
+        room = np.maximum(upper[:, 1] - brow[:, 1], 1e-3)
+        band = np.minimum(LID_BAND, room / 2)
+        weight = np.where(height < 0, 0.0, 1 - _smoothstep((height - band) / (room - band)))
+        corners = face[list(REGIONS[f"{side}_eye_upper"]), 0]
+        outside = np.maximum(corners.min() - x, 0) + np.maximum(x - corners.max(), 0)
+        motion += (lower - upper) * (weight * (1 - _smoothstep(outside / LID_FADE_SIDE)))[:, None]
+    return motion
 
 
 def _jaw_weight(layer: HeadLayer, frame: FaceFrame, local: np.ndarray) -> np.ndarray:
