@@ -131,15 +131,15 @@ def build_demo(studio, model: str | None = None) -> gr.Blocks:
     ui = StudioDemo(studio)
     on_model = dict(concurrency_id="model", concurrency_limit=1)  # one diffusion job at a time, all tabs
 
-    def photo_first(triggers, image, state, empty_ok: bool = False, **kwargs):
-        """The photo found, aligned and meshed (cached for every tab) as an event of its own before a job, which
-        follows with ``.success``: it shows no progress, so a bad file's message leaves every output showing what it
-        showed. ``empty_ok``: a cleared photo passes (the job then clears the outputs)."""
-        def prepare_photo(image, state):
-            return state if empty_ok and image is None else ui.photo(image, state)
-
-        return gr.on(triggers, event(prepare_photo), [image, state], state, show_progress="hidden",
+    def inputs_first(triggers, inputs, state, check=ui.photo, **kwargs):
+        """``check(*inputs, state)`` as an event of its own before a job, which follows with ``.success``: the photo
+        found, aligned and meshed (cached for every tab; with an animation the video probed too). It shows no
+        progress, so a bad file's message leaves every output showing what it showed."""
+        return gr.on(triggers, event(check), [*inputs, state], state, show_progress="hidden",
                      api_visibility="private", **kwargs)
+
+    def photo_or_none(image, state):  # a cleared photo passes: the job then clears the outputs
+        return state if image is None else ui.photo(image, state)
 
     with gr.Blocks(title="Portrait Depth Studio", delete_cache=(1800, 3600)) as demo:
         gr.Markdown(f"# Portrait Depth Studio\n{INTRO}\n\n{describe_model(studio, model)}")
@@ -190,12 +190,12 @@ def build_demo(studio, model: str | None = None) -> gr.Blocks:
                                           file_count="multiple", height=120)
             d_state = gr.State(time_to_live=3600)
             d_outputs = [d_face, d_depth, d_spread, d_composite, d_mesh, d_turntable, d_files, d_info]
-            photo_first([d_run.click, d_image.upload], d_image, d_state).success(
+            inputs_first([d_run.click, d_image.upload], [d_image], d_state).success(
                 event(ui.estimate_depth), [d_image, d_ensemble, d_steps, d_seed, d_state], [*d_outputs, d_state],
                 api_name="estimate_depth", show_progress_on=[d_composite, d_mesh], **on_model)
             # relighting reuses the tab's depth estimate (in d_state), estimating one first when there is none
-            photo_first([r_run.click, *(s.release for s in (r_azimuth, r_elevation, r_strength))], d_image, d_state,
-                        trigger_mode="always_last").success(
+            inputs_first([r_run.click, *(s.release for s in (r_azimuth, r_elevation, r_strength))], [d_image], d_state,
+                         trigger_mode="always_last").success(
                 event(ui.relight), [d_image, r_azimuth, r_elevation, r_strength, d_state],
                 [r_photo, r_normals, r_files, r_info, d_state], api_name="relight", show_progress_on=r_photo, **on_model)
 
@@ -237,7 +237,7 @@ def build_demo(studio, model: str | None = None) -> gr.Blocks:
             e_state = gr.State(time_to_live=3600)
             e_outputs = [e_composite, e_face, e_target, e_mesh, e_files, e_info, e_state]
             # an upload lifts the head into 3-D (a depth estimate by the model), so it queues with the model jobs
-            photo_first([e_image.change], e_image, e_state, empty_ok=True).success(
+            inputs_first([e_image.change], [e_image], e_state, photo_or_none).success(
                 gpu(event(ui.load_for_edit)), [e_image, e_state], e_outputs, api_visibility="private",
                 show_progress_on=e_composite, **on_model)
             e_reset.click(gpu(event(ui.reset)), [e_image, e_state], [*controls, *e_outputs],
@@ -269,7 +269,7 @@ def build_demo(studio, model: str | None = None) -> gr.Blocks:
                                             elem_id="generate-mesh")
                         g_files = gr.File(label="Downloads", file_count="multiple", height=300, elem_id="generate-files")
             g_state, g_results = gr.State(time_to_live=3600), gr.State(time_to_live=3600)
-            photo_first([g_run.click], g_image, g_state).success(
+            inputs_first([g_run.click], [g_image], g_state).success(
                 event(ui.generate), [g_image, g_count, g_steps, g_guidance, g_seed, g_source, g_state],
                 [g_gallery, g_mesh, g_files, g_info, g_results, g_state], api_name="generate",
                 show_progress_on=g_gallery, **on_model)
@@ -306,7 +306,7 @@ def build_demo(studio, model: str | None = None) -> gr.Blocks:
                     a_files = gr.File(label="Downloads (animation and depth MP4, per-frame depth .npz, preview MP4, "
                                       "motion JSON)", file_count="multiple", elem_id="animation-files")
             a_state = gr.State(time_to_live=3600)
-            photo_first([a_run.click], a_image, a_state).success(
+            inputs_first([a_run.click], [a_image, a_video], a_state, ui.animation_inputs).success(
                 event(ui.animate, "frames", gpu_seconds=ANIMATION_GPU_SECONDS),
                 [a_image, a_video, a_output, a_seconds, a_state], [a_result, a_preview, a_depth, a_files, a_info, a_state],
                 api_name="animate", show_progress_on=[a_result, a_depth], **on_model)

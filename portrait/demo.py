@@ -522,6 +522,17 @@ class StudioDemo:
 
     # --- animation ------------------------------------------------------------------------------------------
 
+    def animation_inputs(self, image: str | None, video: str | None, state: PhotoState | None = None) -> PhotoState:
+        """An animation's inputs checked before it starts: both given, the photo prepared (:meth:`photo`), the video
+        readable. Raises PortraitError saying what is wrong."""
+        from .video import probe
+
+        missing = [what for what, value in (("a photo", image), ("a driving video", video)) if value in (None, "")]
+        if missing:
+            raise PortraitError(f"Upload {' and '.join(missing)} first (or pick the example).")
+        probe(video)
+        return self.photo(image, state)
+
     def animate(
         self, image: str | None, video: str | None, output: str | None = None, max_seconds: float | None = None,
         state: PhotoState | None = None, progress: Progress | None = None,
@@ -531,10 +542,7 @@ class StudioDemo:
         and a preview beside the driver, as videos. ``progress(frame, total)`` counts the frames written."""
         output = _choice(output, ANIMATION_OUTPUTS, "output")
         max_seconds = _setting("animation_seconds", max_seconds, "longest clip")
-        missing = [what for what, value in (("a photo", image), ("a driving video", video)) if value in (None, "")]
-        if missing:
-            raise PortraitError(f"Upload {' and '.join(missing)} first (or pick the example).")
-        state = self.photo(image, state)
+        state = self.animation_inputs(image, video, state)
         video, name = str(video), Path(video).name
         try:
             animation = self.studio.animate(state.photo, video, self.store.new_folder("animate"), output=output,

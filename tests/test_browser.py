@@ -208,3 +208,14 @@ def test_animation(page, tmp_path):
     assert len(links(page, "#animation-files")) == 5
     page.wait_for_timeout(500)  # a frame into the loop
     screenshot(page, tmp_path, "animation.png")
+
+    # a driving video that is no video gets the package's message, and the animation stays on show
+    bad = tmp_path / "notes.mp4"
+    bad.write_text("not a video")
+    page.locator("#animate-driving button[aria-label='Clear']").first.click()
+    page.locator("#animate-driving input[type=file]").set_input_files(str(bad))
+    page.get_by_role("button", name="Animate", exact=True).click()
+    page.get_by_text("is not a video that can be read").first.wait_for()
+    assert video.evaluate("v => v.currentSrc") == state["src"]
+    for viewer in ("#animation", "#animation-depth"):
+        assert page.locator(f"{viewer} .error").count() == 0, f"{viewer} shows an error badge"
