@@ -139,6 +139,21 @@ def test_yaw_turns_the_head_and_leaves_the_bottom_of_the_neck(layer):
     assert np.median(after - before) < 0
 
 
+def test_a_turn_or_a_nod_keeps_the_outline_and_a_roll_turns_it(layer):
+    """A real head's silhouette barely moves under a turn: the layer's outline stays while the face turns inside it."""
+    from scipy import ndimage
+
+    pixel = layer.mesh.vertex_attributes["pixel"]
+    at = np.clip(np.floor(pixel).astype(int), 0, layer.size - 1)
+    outline = ndimage.distance_transform_edt(layer.covered)[at[:, 1], at[:, 0]] <= 1.5
+    nose = _near(layer, "nose", radius=3)
+    for controls in ({"yaw": 20}, {"yaw": -20}, {"pitch": 10}):
+        moved = _moved(layer, **controls)
+        assert np.median(moved[nose]) > 5
+        assert np.percentile(moved[outline], 95) < 0.5
+    assert np.median(_moved(layer, roll=15)[outline & (pixel[:, 1] < layer.size / 2)]) > 5
+
+
 def test_opened_jaw_leaves_a_hole_between_the_lips_with_head_depth(layer):
     view = render(layer, FaceControls(jaw_open=0.8))
     lips = layer.face.project(layer.size)
@@ -222,7 +237,7 @@ def test_model_paints_the_holes_inside_the_head_only(studio_photo):
     from portrait.studio import dilate
 
     studio, photo = studio_photo
-    view = render(studio.head_layer(photo), FaceControls(yaw=20))
+    view = render(studio.head_layer(photo), FaceControls(yaw=20, roll=15))  # a roll uncovers background
     inside, behind = view.holes & np.isfinite(view.fill_depth), view.holes & ~np.isfinite(view.fill_depth)
     assert inside.any() and behind.any()
     painted = studio.fill_holes(photo, view, steps=2, guidance=1.0, seed=0, callback=None)
@@ -240,7 +255,7 @@ def test_model_paints_the_holes_inside_the_head_only(studio_photo):
     assert np.array_equal(alone[behind], continue_from(view.image, behind, view.backdrop)[behind])
 
 
-def test_a_turn_leaves_no_ghost_outline_and_fills_behind_the_head_from_the_background(layer):
+def test_a_roll_leaves_no_ghost_outline_and_fills_behind_the_head_from_the_background(layer):
     """Where the head moves away, the photo's pixels just outside its old outline (hair wisps the layer's mask
     missed) become holes too; the backdrop a fill continues holds neither the head before or after nor that
     margin, and the fill behind the head takes no colour from the head."""
@@ -249,7 +264,7 @@ def test_a_turn_leaves_no_ghost_outline_and_fills_behind_the_head_from_the_backg
     from portrait.compositing import continue_from
     from portrait.scene import OUTLINE_MARGIN
 
-    view = render(layer, FaceControls(yaw=25))
+    view = render(layer, FaceControls(roll=20))  # a turn keeps the outline; a roll turns it
     margin = round(layer.size * OUTLINE_MARGIN)
     left = view.holes & layer.covered & ~np.isfinite(view.depth)  # where the head was and is no more
     outline = ndimage.binary_dilation(layer.covered, iterations=margin) & ~layer.covered
@@ -266,7 +281,7 @@ def test_a_turn_leaves_no_ghost_outline_and_fills_behind_the_head_from_the_backg
 
 def test_edit_changes_the_photo_only_around_the_head(studio_photo):
     studio, photo = studio_photo
-    result = studio.edit(photo, FaceControls(yaw=20), steps=2)
+    result = studio.edit(photo, FaceControls(yaw=20, roll=15), steps=2)
     holes, painted = (np.asarray(result.extras[name]) > 0 for name in ("holes", "painted"))
     assert painted.any() and not painted[~holes].any() and painted.sum() < holes.sum()  # the background is not the model's
     changed = np.any(np.asarray(result.composite) != np.asarray(photo.image), axis=-1)

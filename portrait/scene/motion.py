@@ -7,10 +7,11 @@
   its lashes whole, the skin up to the brow stretching (``_lid_motion``).
 - Jaw: a hinge rotation of the lower face about the axis of the ``jaw_open`` expression, full below the
   inner lip contour (where the layer is cut), fading out towards the ears and down the neck.
-- Pose: a rigid rotation about the head's centre in the head's own axes, its angle fading from full at the
-  chin to zero at the bottom of the crop, so the collar does not shear. The head is turned as if its relief
-  were ``relief`` times deeper along its own front-to-back axis (see ``DEFAULT_RELIEF``); unmoved, every vertex
-  stays on its pixel.
+- Pose: a rotation about the head's centre in the head's own axes, its angle fading from full at the chin to
+  zero at the bottom of the crop, so the collar does not shear. A turn or a nod also fades out towards the head's
+  outline, which stays where it was, as a real head's silhouette about does; a roll turns the outline too. The
+  head is turned as if its relief were ``relief`` times deeper along its own front-to-back axis (see
+  ``DEFAULT_RELIEF``); unmoved, every vertex stays on its pixel.
 """
 
 from __future__ import annotations
@@ -19,19 +20,18 @@ import numpy as np
 
 from ..face import FaceControls, apply_controls
 from ..face.controls import EXPRESSIONS, FaceFrame, _chain_at_x, pose_rotation
-from ..face.mesh import REGIONS
+from ..face.mesh import REGIONS, eye_centres
 from .layer import EYES, MOUTH, HeadLayer
 
-# mediapipe's own face geometry turned by 20 degrees re-measures at 12-15 (its relative z is flatter than its
-# x and y: `python -m portrait eval --edits` on the two examples with this set to 1), so the head turns as if
-# deeper along its own front-to-back axis: for turns (yaw) this much, for nods (pitch) this much. Chosen on the
-# example photos with the same command (README, "Editing real photos"); one relief of 1.6 for both re-measured
-# pitch +-10 at 12-17 degrees. Turns were re-chosen when the holes at the outline (where mediapipe's face
-# outline lands) were painted by the hole-trained model: 1.6 then re-measured yaw +-20 at 17.7-24.6 degrees
-# (5 of 20 edits past 24), 1.5 at 17.4-24.4 (1 of 20). With the background behind a moved head filled from the
-# backdrop, 1.5 re-measured at 17.7-24.5 (1 of 20 out of the band) and 1.45 at 16.6-23.4 (none), the mean error
-# 1.45 degrees at both: turns the other way than the model's depth of the head's sides leans over- or under-shoot.
-DEFAULT_RELIEF = (1.45, 1.2)
+# How far a turn (yaw) and a nod (pitch) move the head, as re-measured by mediapipe on the edit (`python -m portrait
+# eval --edits` on the two examples and their copies; README, "Editing real photos"): the head turns as if this many
+# times deeper along its own front-to-back axis, for turns and for nods. While the whole layer turned, its outline
+# moved in with the face and took mediapipe's face outline with it, and turns needed 1.45 to re-measure 20 degrees
+# (nods 1.2). With the outline kept in place (`_outline_weight`) 1.45 re-measures yaw +-20 at 22-26 degrees; (1.2,
+# 1.2) re-measured yaw at 18.6-24.0 and pitch +-10 at 9.6-14.0 (4 of 20 past 13); (1.15, 1.0) yaw at 18.8-22.9,
+# pitch at 7.5-12.3, every one in its band, mean errors 1.2 and 1.1 degrees.
+DEFAULT_RELIEF = (1.15, 1.0)
+OUTLINE_FADE = 0.3  # eye distances inside the head's outline over which a turn or a nod fades in
 RBF_GRID = 128  # the expression field is evaluated on this grid over the crop, then interpolated
 JAW_FADE_SIDE = 0.8  # eye distances past the mouth corners over which the jaw's rotation fades out
 JAW_FADE_NECK = 0.5  # eye distances below the jaw line over which it fades out
@@ -71,20 +71,32 @@ def move(layer: HeadLayer, controls: FaceControls, relief: float | tuple[float, 
                          np.asarray(pivot, float))
         vertices += frame.vectors_to_camera(turned - local)
 
-    # 3. Pose: about the head's centre, fading out down the neck; each vertex moves as its deepened twin would
-    if controls.yaw or controls.pitch or controls.roll:
-        axis, angle = _axis_angle(pose_rotation(frame, controls))
-        angle = angle * _neck_weight(layer)
-        depth_axis = frame.axes[2]
-        turned = _rotate(vertices, axis, angle, frame.origin) - vertices
-        # what one more unit of relief adds to each vertex's motion; split along the head's sideways, up-down and
-        # front-to-back axes, each taken as many times as that axis's relief says
-        deeper = vertices + ((vertices - frame.origin) @ depth_axis)[:, None] * depth_axis
-        extra = (_rotate(deeper, axis, angle, frame.origin) - deeper - turned) @ frame.axes.T  # head axes
-        sideways, upright = relief if isinstance(relief, tuple) else (relief, relief)
-        gain = np.array([sideways - 1, upright - 1, (sideways + upright) / 2 - 1])
-        vertices = vertices + turned + (extra * gain) @ frame.axes
+    # 3. Pose: about the head's centre, fading out down the neck; a turn or a nod also fades out towards the head's
+    #    outline, which a roll turns with the rest
+    if controls.yaw or controls.pitch:
+        turn = pose_rotation(frame, FaceControls(yaw=controls.yaw, pitch=controls.pitch))
+        vertices = _turn(vertices, frame, turn, _neck_weight(layer) * _outline_weight(layer), relief)
+    if controls.roll:
+        vertices = _turn(vertices, frame, pose_rotation(frame, FaceControls(roll=controls.roll)), _neck_weight(layer),
+                         relief)
     return vertices
+
+
+def _turn(vertices: np.ndarray, frame: FaceFrame, rotation: np.ndarray, weight: np.ndarray,
+          relief: float | tuple[float, float]) -> np.ndarray:
+    """``vertices`` turned about the head's centre by ``rotation`` ``[3, 3]``, its angle times each vertex's ``weight``
+    ``[V]``; each vertex moves as its twin with ``relief`` times its depth would (see ``DEFAULT_RELIEF``)."""
+    axis, angle = _axis_angle(rotation)
+    angle = angle * weight
+    depth_axis = frame.axes[2]
+    turned = _rotate(vertices, axis, angle, frame.origin) - vertices
+    # what one more unit of relief adds to each vertex's motion; split along the head's sideways, up-down and
+    # front-to-back axes, each taken as many times as that axis's relief says
+    deeper = vertices + ((vertices - frame.origin) @ depth_axis)[:, None] * depth_axis
+    extra = (_rotate(deeper, axis, angle, frame.origin) - deeper - turned) @ frame.axes.T  # head axes
+    sideways, upright = relief if isinstance(relief, tuple) else (relief, relief)
+    gain = np.array([sideways - 1, upright - 1, (sideways + upright) / 2 - 1])
+    return vertices + turned + (extra * gain) @ frame.axes
 
 
 # --- fields -------------------------------------------------------------------------------------------------
@@ -167,6 +179,19 @@ def _jaw_weight(layer: HeadLayer, frame: FaceFrame, local: np.ndarray) -> np.nda
     weight = (below > 0) * (open_lip * (1 - chin) + chin) * (1 - _smoothstep(side / JAW_FADE_SIDE)) * neck
     weight[layer.parts == MOUTH] = 0.0  # what shows between the lips belongs to the upper jaw
     return weight
+
+
+def _outline_weight(layer: HeadLayer) -> np.ndarray:
+    """``[V]`` in [0, 1]: 0 on the layer's outline, rising smoothly to 1 at ``OUTLINE_FADE`` eye distances inside it
+    (the crop's border is no outline). A real head turned or nodded keeps about its silhouette, since its sides
+    and back come round into view; the layer has no sides, so its outline stays and the face turns inside it:
+    the side coming into view stretches, the side turning away is foreshortened."""
+    from scipy import ndimage
+
+    right, left = eye_centres(layer.face.project(layer.size))
+    inside = ndimage.distance_transform_edt(layer.covered)  # pixels to the nearest uncovered pixel
+    at = np.clip(np.floor(layer.mesh.vertex_attributes["pixel"]).astype(int), 0, layer.size - 1)
+    return _smoothstep(inside[at[:, 1], at[:, 0]] / (OUTLINE_FADE * float(np.linalg.norm(left - right))))
 
 
 def _neck_weight(layer: HeadLayer) -> np.ndarray:
