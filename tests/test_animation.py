@@ -208,7 +208,7 @@ def test_evaluation_measures_pose_expression_and_jitter_on_known_motion():
 
 
 def test_jitter_ratio_interval_holds_one_for_equal_noise_and_not_for_more():
-    from portrait.animation.evaluate import jitter_ratio
+    from portrait.animation.evaluate import _reading, jitter_ratio
     from portrait.face.mesh import eye_centres
 
     mesh = astronaut_mesh()
@@ -218,6 +218,8 @@ def test_jitter_ratio_interval_holds_one_for_equal_noise_and_not_for_more():
     noisy, other = (track + rng.normal(0.0, sigma, track.shape) for _ in range(2))
     ratio, low, high = jitter_ratio(noisy, other)
     assert low < 1.0 < high and ratio == pytest.approx(1.0, abs=0.1)
+    assert "within the tracker's noise" in _reading((low, high))  # what the report says of it
     ratio, low, high = jitter_ratio(track + rng.normal(0.0, 2 * sigma, track.shape), other)
     assert ratio == pytest.approx(2.0, rel=0.15) and low > 1.5
+    assert "rougher" in _reading((low, high)) and "smoother" in _reading((1 / high, 1 / low))
     assert jitter_ratio(noisy, other[:60])[1] < 1.0  # tracks of different lengths: drawn independently

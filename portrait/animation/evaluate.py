@@ -198,13 +198,23 @@ def markdown_report(s: dict) -> str:
         f"{s['jitter_result']:.4f} / {s['jitter_driver']:.4f} / {s['jitter_photo_scripted']:.4f} | "
         f"result <= driver or own clip: {mark(s['pass']['jitter'])} |",
         f"| ... the result's over the larger of the two, with its 95 % interval | {s['jitter_ratio']:.2f} "
-        f"({s['jitter_ratio_95'][0]:.2f}-{s['jitter_ratio_95'][1]:.2f}) | an interval that holds 1: within the "
-        f"tracker's noise |",
+        f"({s['jitter_ratio_95'][0]:.2f}-{s['jitter_ratio_95'][1]:.2f}) | {_reading(s['jitter_ratio_95'])} |",
     ]
     if "self_psnr" in s:
         lines.append(f"| self-reenactment: PSNR / identity distance to the clip's frames | {s['self_psnr']:.2f} dB / "
                      f"{s['self_identity']:.3f} | |")
     return "\n".join(lines) + "\n"
+
+
+def _reading(interval) -> str:
+    """What a jitter ratio's 95 % ``interval`` says: the result smoother or rougher than the rougher of the driver
+    and the photo's own clip, or no different within the tracker's noise."""
+    low, high = interval
+    if high < 1:
+        return "the interval below 1: smoother"
+    if low > 1:
+        return "the interval above 1: rougher"
+    return "the interval holds 1: within the tracker's noise"
 
 
 def cmd_animation(args) -> None:
