@@ -166,9 +166,10 @@ def bench_mesh(args) -> dict:
 
 
 # The slider releases timed, each ``--repeats`` times: the bars' turns and nod, a smile, an opened jaw, a roll (the
-# background continued behind the head) and a wide turn (its stretched side painted by the model).
+# background continued behind the head) and the widest turn (its side stretched past ``MAX_STRETCH``: painted by the
+# model; at 40 degrees the astronaut's photo still shows everywhere).
 RELEASES = ({"yaw": 20.0}, {"yaw": -20.0}, {"pitch": 10.0}, {"smile": 0.8}, {"jaw_open": 0.6}, {"roll": 15.0},
-            {"yaw": 40.0})
+            {"yaw": 45.0})
 
 
 def _label(controls: dict) -> str:
@@ -186,6 +187,7 @@ def bench_app(args) -> dict:
 
     from .demo import EXAMPLES, SETTINGS, OutputStore, PhotoCache, StudioDemo, load_studio, warm_up
     from .errors import ModelNotFoundError
+    from .studio import FILL_STRENGTH
 
     try:
         studio, label = load_studio(args.model), args.model or "embedded default"
@@ -224,7 +226,8 @@ def bench_app(args) -> dict:
         "hardware": hardware(),
         "photo": photo.rsplit("/", 1)[-1],
         "settings": f"depth: ensemble {s['ensemble_size']}, {s['depth_steps']} steps; edit: {s['edit_steps']} steps, "
-                    f"strength {SETTINGS['strength'].default}, guidance {SETTINGS['guidance'].default}",
+                    f"guidance {SETTINGS['guidance'].default}, holes painted from strength {FILL_STRENGTH}, "
+                    f"re-generation at strength {SETTINGS['strength'].default}",
         "upload_to_depth_and_mesh_s_best": round(min(upload), 3),
         "upload_to_depth_and_mesh_s_median": round(median(upload), 3),
         "edit_upload_to_ready_s_median": round(median(lift), 3),
