@@ -125,3 +125,12 @@ def prefill(rgb: np.ndarray, hole_mask: np.ndarray, radius_px: float = 3.0) -> n
     if not hole.any() or hole.all():
         return rgb.copy()
     return cv2.inpaint(rgb, hole.astype(np.uint8), float(radius_px), cv2.INPAINT_TELEA)
+
+
+def soften(rgb: np.ndarray, mask: np.ndarray, sigma_px: float = 0.8) -> np.ndarray:
+    """``rgb`` ``[H, W, 3]`` uint8 with the pixels of ``mask`` ``[H, W]`` bool replaced by a Gaussian blur
+    (``sigma_px``, 3 x 3) of their neighbourhood: the anti-aliasing of an edge drawn with one sample per pixel."""
+    out = rgb.copy()
+    if mask.any():
+        out[mask] = cv2.GaussianBlur(rgb, (3, 3), sigma_px)[mask]
+    return out

@@ -479,7 +479,16 @@ class Studio:
 
         With a ``plate`` (:meth:`background_plate`) the model is not called: the background behind the head comes
         from the plate and the holes inside the head are continued from their surroundings (an animation's frames
-        share one background and cannot flicker)."""
+        share one background and cannot flicker).
+
+        Last, the moved head's edges (``view.edges``: its outline, a cheek over the hair) are smoothed
+        (:func:`~portrait.compositing.soften`): drawn with one sample per pixel they are stairs, and read as a seam."""
+        from .compositing import soften
+
+        return soften(self._filled(photo, view, steps, guidance, seed, callback, plate), view.edges)
+
+    def _filled(self, photo: Photo, view: View, steps: int, guidance: float, seed: int, callback,
+                plate: np.ndarray | None) -> np.ndarray:
         from .compositing import continue_from, prefill
 
         if not view.holes.any():

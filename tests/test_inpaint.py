@@ -235,3 +235,19 @@ def test_continue_from_fills_from_the_known_pixels_alone():
     assert np.abs(filled[:, 2] - 90).max() <= 5  # blue is 90 all over the background, 255 in the magenta head
     assert np.corrcoef(filled[:, 0], x[hole])[0, 1] > 0.8 and np.corrcoef(filled[:, 1], y[hole])[0, 1] > 0.8
     assert np.array_equal(continue_from(rgb, np.zeros_like(hole), ~head), rgb)
+
+
+def test_soften_smooths_a_stair_edge_and_touches_nothing_else():
+    """A hard diagonal edge drawn one sample per pixel (stairs): the pixels beside it get values between the two
+    sides; every other pixel comes back bit for bit."""
+    from portrait.compositing import soften
+
+    y, x = np.mgrid[0:32, 0:32]
+    rgb = np.where((x > y)[..., None], 200, 40).astype(np.uint8).repeat(3, axis=-1)
+    edge = np.abs(x - y) <= 1
+    out = soften(rgb, edge)
+    assert np.array_equal(out[~edge], rgb[~edge])
+    inner = edge[1:-1, 1:-1] & (np.abs(x - y)[1:-1, 1:-1] <= 1)
+    values = out[1:-1, 1:-1][inner][:, 0].astype(int)
+    assert ((values > 40) & (values < 200)).all()  # no pixel left at either side's value
+    assert np.array_equal(soften(rgb, np.zeros_like(edge)), rgb)

@@ -201,6 +201,11 @@ def test_holes_are_exactly_the_disoccluded_step():
     # the moved square shows its own pixels, shifted
     inside = warp.source[60, 70]
     assert np.allclose(inside, [70.5 - step, 60.5], atol=0.05)
+    # its edges, to be smoothed, are where it now covers the plane (its sources jump by the step) and round the
+    # stretched strip it left: by its outline and the holes only
+    edges = warp.edges()
+    assert edges[42:86, 40 + step + 47 : 40 + step + 49].all()  # the right side, over the plane
+    assert not (edges & ~outline & ~holes).any()
 
 
 def test_large_photo_is_sampled_at_its_own_resolution():
@@ -233,7 +238,7 @@ def test_model_paints_the_holes_inside_the_head_only(studio_photo):
     calls the model."""
     from dataclasses import replace
 
-    from portrait.compositing import continue_from, prefill
+    from portrait.compositing import continue_from, prefill, soften
     from portrait.studio import dilate
 
     studio, photo = studio_photo
@@ -241,10 +246,11 @@ def test_model_paints_the_holes_inside_the_head_only(studio_photo):
     inside, behind = view.holes & np.isfinite(view.fill_depth), view.holes & ~np.isfinite(view.fill_depth)
     assert inside.any() and behind.any()
     painted = studio.fill_holes(photo, view, steps=2, guidance=1.0, seed=0, callback=None)
-    assert np.array_equal(painted[~view.holes], view.image[~view.holes])
+    known = ~view.holes & ~view.edges  # the head's edges are smoothed, each pixel from its 3 x 3 neighbourhood
+    assert view.edges.any() and np.array_equal(painted[known], view.image[known])
     start = prefill(continue_from(view.image, behind, view.backdrop), inside, radius_px=view.holes.shape[0] / 128)
     assert not np.array_equal(painted[inside], start[inside])
-    far = behind & ~dilate(inside, 4)  # away from the feathered seam of the painted holes
+    far = behind & ~dilate(inside, 4) & ~view.edges  # away from the feathered seam of the painted holes
     assert far.any() and np.array_equal(painted[far], start[far])
     background_only = replace(view, holes=behind, mouth=view.mouth & behind)
     studio.pipe, pipe = None, studio.pipe  # no model to call
@@ -252,7 +258,8 @@ def test_model_paints_the_holes_inside_the_head_only(studio_photo):
         alone = studio.fill_holes(photo, background_only, steps=2, guidance=1.0, seed=0, callback=None)
     finally:
         studio.pipe = pipe
-    assert np.array_equal(alone[behind], continue_from(view.image, behind, view.backdrop)[behind])
+    continued = soften(continue_from(view.image, behind, view.backdrop), view.edges)
+    assert np.array_equal(alone[behind], continued[behind])
 
 
 def test_a_roll_leaves_no_ghost_outline_and_fills_behind_the_head_from_the_background(layer):

@@ -22,6 +22,10 @@ from ..face import PinholeCamera
 # (the head's outline kept in place, so the side between the face and the outline stretches) became a grey patch.
 MAX_STRETCH = 6.0
 HOLE_GROW = 1 / 256  # holes are grown by this part of the crop's side (the smeared rim around them)
+# Neighbouring output pixels whose sources lie further apart than this (crop pixels) are on an edge of the moved
+# layer: an occlusion (a cheek over the hair behind it, the nose over a cheek), a fold, or a squeeze that samples
+# the photo sparser than its pixels. Stretched up to MAX_STRETCH, neighbours stay within 2.5 pixels.
+EDGE_JUMP = 3.0
 
 
 @dataclass
@@ -58,6 +62,31 @@ class Warp:
             holes = cv2.dilate(holes.astype(np.uint8), np.ones((2 * grow + 1,) * 2, np.uint8)) > 0
             holes &= covered | self.hit
         return holes
+
+
+    def edges(self) -> np.ndarray:
+        """``[S, S]`` bool: the pixels on either side of an edge of the moved layer: neighbours (4-connected) one of
+        which hits it and the other not (its outline, a cut opened; not a crack, see :meth:`holes`), or
+        whose sources lie more than ``EDGE_JUMP`` apart; not by the crop's border. One sample per pixel draws these edges as stairs; they are to be smoothed."""
+        import cv2
+
+        source = np.nan_to_num(self.source, nan=0.0)
+        missed = cv2.morphologyEx((~self.hit).astype(np.uint8), cv2.MORPH_OPEN, np.ones((2, 2), np.uint8)) > 0
+        shown = ~missed  # a ray slipping between two triangles is no edge (see holes)
+        edges = np.zeros_like(self.hit)
+        for axis in (0, 1):
+            ahead = [slice(None)] * 2
+            behind = [slice(None)] * 2
+            ahead[axis], behind[axis] = slice(1, None), slice(None, -1)
+            ahead, behind = tuple(ahead), tuple(behind)
+            both = self.hit[ahead] & self.hit[behind]
+            jump = np.linalg.norm(source[ahead] - source[behind], axis=-1) > EDGE_JUMP
+            step = (shown[ahead] != shown[behind]) | (both & jump)
+            edges[ahead] |= step
+            edges[behind] |= step
+        # the crop's border is none: the layer runs on past it (a neck), and its last vertices sit on pixel centres
+        edges[:3], edges[-3:], edges[:, :3], edges[:, -3:] = False, False, False, False
+        return edges
 
 
 def cast(mesh, vertices: np.ndarray, size: int, camera: PinholeCamera) -> Warp:
