@@ -25,6 +25,7 @@ def head_and_neck_depth(face, size: int = 128) -> np.ndarray:
     y, x = np.mgrid[0:size, 0:size] / size
     head = ((x - 0.5) / 0.33) ** 2 + ((y - 0.45) / 0.4) ** 2 < 1
     head |= (np.abs(x - 0.5) < 0.15) & (y > 0.5)
+    head |= (np.abs(x - 0.5) < 0.3) & (y > 0.8)  # the neck widening into the collar beside the jaw
     known = np.isfinite(depth)
     nearest = ndimage.distance_transform_edt(~known, return_distances=False, return_indices=True)
     filled = depth[tuple(nearest)] + 0.05 * ~known
@@ -124,13 +125,27 @@ def test_closing_eyes_slides_the_lashes_whole_onto_the_lower_lid(layer):
     assert np.percentile(_moved(layer, eye_close=1.0)[brows], 95) < 1.0
 
 
-def test_yaw_turns_the_head_and_leaves_the_bottom_of_the_neck(layer):
+def test_yaw_turns_the_head_and_leaves_the_neck_under_the_jaw(layer):
+    from portrait.face.mesh import eye_centres
+    from portrait.scene.motion import NECK_FADE
+
     pixel = layer.mesh.vertex_attributes["pixel"]
     right = _moved(layer, yaw=20)
     nose = _near(layer, "nose", radius=3)
     assert np.median(right[nose]) > 10
     bottom = pixel[:, 1] > layer.size - 3
     assert right[bottom].max() < 0.5
+    # the chin turns with the head; the neck a fade's length below the jaw line stays, the collar beside it too
+    points = layer.face.project(layer.size)
+    iod = float(np.linalg.norm(np.subtract(*eye_centres(points))))
+    jaw = points[list(REGIONS["jaw_line"])]
+    chin = jaw[np.argmax(jaw[:, 1]), :2]
+    assert np.median(right[_near(layer, "jaw_line", radius=3)]) > 5
+    under = np.zeros(len(pixel), bool)
+    for x, y in jaw[:, :2]:  # below each point of the jaw line
+        under |= (np.abs(pixel[:, 0] - x) < 2) & (pixel[:, 1] > y + (NECK_FADE + 0.02) * iod)
+    level = under & (pixel[:, 1] < chin[1] + 6)  # beside the chin, about at its height: no fade to the crop's bottom yet
+    assert level.sum() > 10 and right[under].max() < 0.5
     # positive yaw turns the face towards the viewer's right: the nose moves right
     before = layer.camera.project(layer.mesh.vertices, layer.size)[nose, 0]
     after = layer.camera.project(move(layer, FaceControls(yaw=20)), layer.size)[nose, 0]

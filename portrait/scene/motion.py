@@ -7,11 +7,12 @@
   its lashes whole, the skin up to the brow stretching (``_lid_motion``).
 - Jaw: a hinge rotation of the lower face about the axis of the ``jaw_open`` expression, full below the
   inner lip contour (where the layer is cut), fading out towards the ears and down the neck.
-- Pose: a rotation about the head's centre in the head's own axes, its angle fading from full at the chin to
-  zero at the bottom of the crop, so the collar does not shear. A turn or a nod also fades out towards the head's
-  outline, which stays where it was, as a real head's silhouette about does; a roll turns the outline too. The
-  head is turned as if its relief were ``relief`` times deeper along its own front-to-back axis (see
-  ``DEFAULT_RELIEF``); unmoved, every vertex stays on its pixel.
+- Pose: a rotation about the head's centre in the head's own axes, its angle fading from full at the jaw line to
+  zero ``NECK_FADE`` below it (by the bottom of the crop at the latest), so the neck stays under the turning head and
+  the collar does not shear. A turn or a nod also fades out towards the head's outline, which stays where it was,
+  as a real head's silhouette about does; a roll turns the outline too. The head is turned as if its relief were
+  ``relief`` times deeper along its own front-to-back axis (see ``DEFAULT_RELIEF``); unmoved, every vertex stays
+  on its pixel.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from .layer import EYES, MOUTH, HeadLayer
 DEFAULT_RELIEF = (1.15, 1.0)
 OUTLINE_FADE = 0.3  # eye distances inside the head's outline over which a turn or a nod fades in
 RBF_GRID = 128  # the expression field is evaluated on this grid over the crop, then interpolated
+NECK_FADE = 0.3  # eye distances below the jaw line over which a turn, a nod or a roll fades out down the neck
 JAW_FADE_SIDE = 0.8  # eye distances past the mouth corners over which the jaw's rotation fades out
 JAW_FADE_NECK = 0.5  # eye distances below the jaw line over which it fades out
 JAW_LIP = 0.4  # eye distances below the lips from which the jaw's turn is whole, corners included
@@ -175,7 +177,7 @@ def _jaw_weight(layer: HeadLayer, frame: FaceFrame, local: np.ndarray) -> np.nda
     open_lip = np.clip(1 - (across / half) ** 2, 0, 1)  # the lower lip's share along the mouth
     chin = np.clip(below / JAW_LIP, 0, 1)
     jaw = _chain_at_x(face[list(REGIONS["jaw_line"])], local[:, 0])[:, 1]
-    neck = (1 - _smoothstep((local[:, 1] - jaw) / JAW_FADE_NECK)) * _neck_weight(layer)  # 0 by the crop's bottom
+    neck = (1 - _smoothstep((local[:, 1] - jaw) / JAW_FADE_NECK)) * _above_crop_bottom(layer)
     weight = (below > 0) * (open_lip * (1 - chin) + chin) * (1 - _smoothstep(side / JAW_FADE_SIDE)) * neck
     weight[layer.parts == MOUTH] = 0.0  # what shows between the lips belongs to the upper jaw
     return weight
@@ -195,6 +197,19 @@ def _outline_weight(layer: HeadLayer) -> np.ndarray:
 
 
 def _neck_weight(layer: HeadLayer) -> np.ndarray:
+    """``[V]`` in [0, 1]: 1 down to the jaw line (at each vertex's column; beside the face, at the jaw's ends), falling
+    smoothly to 0 at ``NECK_FADE`` eye distances below it, and by the bottom of the crop at the latest. The neck
+    under the jaw stays as the head turns on it, so the collar beside it does not shear."""
+    points = layer.face.project(layer.size)
+    right, left = eye_centres(points)
+    jaw = points[list(REGIONS["jaw_line"])]
+    order = np.argsort(jaw[:, 0])
+    x, y = layer.mesh.vertex_attributes["pixel"].T
+    below = y - np.interp(x, jaw[order, 0], jaw[order, 1])
+    return (1.0 - _smoothstep(below / (NECK_FADE * float(np.linalg.norm(left - right))))) * _above_crop_bottom(layer)
+
+
+def _above_crop_bottom(layer: HeadLayer) -> np.ndarray:
     """``[V]`` in [0, 1]: 1 down to the chin, falling smoothly to 0 at the bottom of the crop."""
     chin = float(layer.face.project(layer.size)[list(REGIONS["jaw_line"]), 1].max())
     y = layer.mesh.vertex_attributes["pixel"][:, 1]
