@@ -23,8 +23,8 @@ from ..face import PinholeCamera
 MAX_STRETCH = 6.0
 HOLE_GROW = 1 / 256  # holes are grown by this part of the crop's side (the smeared rim around them)
 # Neighbouring output pixels whose sources lie further apart than this (crop pixels) are on an edge of the moved
-# layer: an occlusion (a cheek over the hair behind it, the nose over a cheek), a fold, or a squeeze that samples
-# the photo sparser than its pixels. Stretched up to MAX_STRETCH, neighbours stay within 2.5 pixels.
+# layer: an occlusion (a cheek over the hair behind it, the nose over a cheek), a fold, or a side squeezed to less
+# than a third, which samples the photo sparser than its pixels. Unmoved, neighbours' sources lie 1 pixel apart.
 EDGE_JUMP = 3.0
 
 
@@ -54,39 +54,38 @@ class Warp:
         shows there."""
         import cv2
 
-        missed = (covered & ~self.hit).astype(np.uint8)
-        missed = cv2.morphologyEx(missed, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8)) > 0
-        holes = missed | self.stretched
+        holes = self._gaps(covered) | self.stretched
         grow = max(1, round(holes.shape[0] * HOLE_GROW))
         if holes.any():
             holes = cv2.dilate(holes.astype(np.uint8), np.ones((2 * grow + 1,) * 2, np.uint8)) > 0
             holes &= covered | self.hit
         return holes
 
-
     def edges(self) -> np.ndarray:
-        """``[S, S]`` bool: the pixels on either side of an edge of the moved layer: neighbours (4-connected) one of
-        which hits it and the other not (its outline, a cut opened; not a crack, see :meth:`holes`), or
-        whose sources lie more than ``EDGE_JUMP`` apart; not by the crop's border. One sample per pixel draws these edges as stairs; they are to be smoothed."""
-        import cv2
-
+        """``[S, S]`` bool: the pixels on either side of an edge of the moved layer, where neighbours (4-connected)
+        differ: one shows the layer and the other a gap (its outline, a cut opened; a crack is no gap, see
+        :meth:`holes`), or their sources lie more than ``EDGE_JUMP`` apart. None by the crop's border. One sample
+        per pixel draws these edges as stairs: they are to be smoothed."""
         source = np.nan_to_num(self.source, nan=0.0)
-        missed = cv2.morphologyEx((~self.hit).astype(np.uint8), cv2.MORPH_OPEN, np.ones((2, 2), np.uint8)) > 0
-        shown = ~missed  # a ray slipping between two triangles is no edge (see holes)
+        shown = ~self._gaps()
         edges = np.zeros_like(self.hit)
-        for axis in (0, 1):
-            ahead = [slice(None)] * 2
-            behind = [slice(None)] * 2
-            ahead[axis], behind[axis] = slice(1, None), slice(None, -1)
-            ahead, behind = tuple(ahead), tuple(behind)
-            both = self.hit[ahead] & self.hit[behind]
-            jump = np.linalg.norm(source[ahead] - source[behind], axis=-1) > EDGE_JUMP
-            step = (shown[ahead] != shown[behind]) | (both & jump)
-            edges[ahead] |= step
-            edges[behind] |= step
+        for a, b in (((slice(1, None), slice(None)), (slice(None, -1), slice(None))),  # down
+                     ((slice(None), slice(1, None)), (slice(None), slice(None, -1)))):  # across
+            jump = np.linalg.norm(source[a] - source[b], axis=-1) > EDGE_JUMP
+            step = (shown[a] != shown[b]) | (self.hit[a] & self.hit[b] & jump)
+            edges[a] |= step
+            edges[b] |= step
         # the crop's border is none: the layer runs on past it (a neck), and its last vertices sit on pixel centres
         edges[:3], edges[-3:], edges[:, :3], edges[:, -3:] = False, False, False, False
         return edges
+
+    def _gaps(self, within: np.ndarray | None = None) -> np.ndarray:
+        """``[S, S]`` bool: the misses (of ``within``, default everywhere) that make up 2 x 2 blocks, not cracks
+        between pixel centres."""
+        import cv2
+
+        missed = (~self.hit if within is None else within & ~self.hit).astype(np.uint8)
+        return cv2.morphologyEx(missed, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8)) > 0
 
 
 def cast(mesh, vertices: np.ndarray, size: int, camera: PinholeCamera) -> Warp:
