@@ -12,6 +12,7 @@ pixels no photo pixel can show (the holes, for the joint model to paint) and at 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -39,8 +40,7 @@ class View:
         changed: ``[S, S]`` bool, the pixels the edit may change (the head before and after, with the holes).
         backdrop: ``[S, S]`` bool, the photo's pixels that are background before and after the move (away from
             the head's outline by ``OUTLINE_MARGIN``): what a fill behind the head continues.
-        edges: ``[S, S]`` bool, the pixels beside an edge of the moved head (:meth:`Warp.edges`: its outline, a cheek
-            over the hair, a cut opened), to be smoothed once the holes are filled.
+        warp: the ray casting of the moved layer (None unmoved).
     """
 
     image: np.ndarray
@@ -50,7 +50,13 @@ class View:
     fill_depth: np.ndarray
     changed: np.ndarray
     backdrop: np.ndarray
-    edges: np.ndarray
+    warp: Warp | None = None
+
+    @cached_property
+    def edges(self) -> np.ndarray:
+        """``[S, S]`` bool, the pixels beside an edge of the moved head (:meth:`Warp.edges`: its outline, a cheek
+        over the hair, a cut opened), to be smoothed once the holes are filled; computed when first asked for."""
+        return self.warp.edges() if self.warp is not None else np.zeros_like(self.holes)
 
 
 def render(layer: HeadLayer, controls: FaceControls) -> View:
@@ -61,7 +67,7 @@ def render(layer: HeadLayer, controls: FaceControls) -> View:
     if controls.clipped().is_identity():
         none = np.zeros_like(layer.covered)
         return View(image=layer.crop.copy(), holes=none, mouth=none, depth=layer.depth.copy(),
-                    fill_depth=layer.depth.copy(), changed=none, backdrop=~outline, edges=none)
+                    fill_depth=layer.depth.copy(), changed=none, backdrop=~outline)
     warp = cast(layer.mesh, move(layer, controls), layer.size, layer.camera)
     holes = warp.holes(layer.covered)
     left = (holes & ~warp.hit).astype(np.uint8)  # where the head was and is no more (not a crack between pixels)
@@ -73,7 +79,7 @@ def render(layer: HeadLayer, controls: FaceControls) -> View:
     shown = warp.hit & ~holes
     image[shown] = sample(layer.source, warp.source, layer.crop_to_source)[shown]
     return View(image=image, holes=holes, mouth=mouth, depth=warp.depth, fill_depth=fill_depth,
-                changed=layer.covered | warp.hit | ghost, backdrop=~(outline | warp.hit), edges=warp.edges())
+                changed=layer.covered | warp.hit | ghost, backdrop=~(outline | warp.hit), warp=warp)
 
 
 def _hole_depth(warp: Warp, holes: np.ndarray, mouth_depth: float, head_share: float = 0.6):

@@ -75,12 +75,12 @@ def move(layer: HeadLayer, controls: FaceControls, relief: float | tuple[float, 
 
     # 3. Pose: about the head's centre, fading out down the neck; a turn or a nod also fades out towards the head's
     #    outline, which a roll turns with the rest
+    neck = _neck_weight(layer) if controls.yaw or controls.pitch or controls.roll else None
     if controls.yaw or controls.pitch:
         turn = pose_rotation(frame, FaceControls(yaw=controls.yaw, pitch=controls.pitch))
-        vertices = _turn(vertices, frame, turn, _neck_weight(layer) * _outline_weight(layer), relief)
+        vertices = _turn(vertices, frame, turn, neck * _outline_weight(layer), relief)
     if controls.roll:
-        vertices = _turn(vertices, frame, pose_rotation(frame, FaceControls(roll=controls.roll)), _neck_weight(layer),
-                         relief)
+        vertices = _turn(vertices, frame, pose_rotation(frame, FaceControls(roll=controls.roll)), neck, relief)
     return vertices
 
 
@@ -177,7 +177,8 @@ def _jaw_weight(layer: HeadLayer, frame: FaceFrame, local: np.ndarray) -> np.nda
     open_lip = np.clip(1 - (across / half) ** 2, 0, 1)  # the lower lip's share along the mouth
     chin = np.clip(below / JAW_LIP, 0, 1)
     jaw = _chain_at_x(face[list(REGIONS["jaw_line"])], local[:, 0])[:, 1]
-    neck = (1 - _smoothstep((local[:, 1] - jaw) / JAW_FADE_NECK)) * _above_crop_bottom(layer)
+    lowest = float(layer.face.project(layer.size)[list(REGIONS["jaw_line"]), 1].max())  # the chin, crop pixels
+    neck = (1 - _smoothstep((local[:, 1] - jaw) / JAW_FADE_NECK)) * _above_crop_bottom(layer, lowest)
     weight = (below > 0) * (open_lip * (1 - chin) + chin) * (1 - _smoothstep(side / JAW_FADE_SIDE)) * neck
     weight[layer.parts == MOUTH] = 0.0  # what shows between the lips belongs to the upper jaw
     return weight
@@ -206,12 +207,12 @@ def _neck_weight(layer: HeadLayer) -> np.ndarray:
     order = np.argsort(jaw[:, 0])
     x, y = layer.mesh.vertex_attributes["pixel"].T
     below = y - np.interp(x, jaw[order, 0], jaw[order, 1])
-    return (1.0 - _smoothstep(below / (NECK_FADE * float(np.linalg.norm(left - right))))) * _above_crop_bottom(layer)
+    fade = 1.0 - _smoothstep(below / (NECK_FADE * float(np.linalg.norm(left - right))))
+    return fade * _above_crop_bottom(layer, float(jaw[:, 1].max()))
 
 
-def _above_crop_bottom(layer: HeadLayer) -> np.ndarray:
-    """``[V]`` in [0, 1]: 1 down to the chin, falling smoothly to 0 at the bottom of the crop."""
-    chin = float(layer.face.project(layer.size)[list(REGIONS["jaw_line"]), 1].max())
+def _above_crop_bottom(layer: HeadLayer, chin: float) -> np.ndarray:
+    """``[V]`` in [0, 1]: 1 down to the ``chin`` (crop pixels), falling smoothly to 0 at the bottom of the crop."""
     y = layer.mesh.vertex_attributes["pixel"][:, 1]
     return 1.0 - _smoothstep((y - chin) / max(layer.size - chin, 1.0))
 
