@@ -526,9 +526,10 @@ def bench_train(args) -> dict:
         for name, ema in emas.items():
             ema_ms[name].append(timed(ema_step(ema)) / n * 1e3)
     ema_ms = {name: min(values) for name, values in ema_ms.items()}
+    loader = f"from {args.workers} worker" + ("s" if args.workers != 1 else "")
     return {
         "hardware": hardware(), "batch": batch, "parameters_M": round(sum(p.numel() for p in params) / 1e6, 2),
-        "batch_ms": {"drawn by the loop": min(loop_ms), f"from {args.workers} workers": min(workers_ms),
+        "batch_ms": {"drawn by the loop": min(loop_ms), loader: min(workers_ms),
                      "ratio": min(loop_ms) / max(min(workers_ms), 1e-9)},
         "ema_ms": {**ema_ms, "ratio": ema_ms["per tensor"] / max(ema_ms["fused"], 1e-9)},
         "optimisation_step_ms": step_ms,

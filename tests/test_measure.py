@@ -72,9 +72,18 @@ def test_face_measures_follow_the_mouth_and_the_lids():
     assert after.mouth_opening == pytest.approx(2.0 * before.mouth_opening)
     assert (after.iod, after.eye_opening) == pytest.approx((before.iod, before.eye_opening))
 
-    closed = points.copy()
-    closed[[159, 386]] = points[[145, 374]]  # upper lids onto the lower ones
-    assert FaceMeasures.of(closed).eye_opening == pytest.approx(0.0)
+    # each upper lid lowered onto its lower lid at the same place across the eye, halfway and all the way: the
+    # lids' middle landmarks (159 over 145) still lie apart, beside each other and at other depths
+    half, closed = points.copy(), points.copy()
+    for side in ("right", "left"):
+        upper, lower = list(REGIONS[f"{side}_eye_upper"]), list(REGIONS[f"{side}_eye_lower"])
+        order = np.argsort(points[lower, 0])
+        meet = np.interp(points[upper, 0], points[lower, 0][order], points[lower, 1][order])
+        closed[upper, 1] = meet
+        half[upper, 1] = (points[upper, 1] + meet) / 2
+    assert FaceMeasures.of(closed).eye_opening == pytest.approx(0.0, abs=0.02 * before.eye_opening)
+    assert FaceMeasures.of(half).eye_opening == pytest.approx(0.5 * before.eye_opening, rel=0.05)
+    assert np.linalg.norm(closed[159] - closed[145]) > 0.02 * before.iod
 
     moved = points * 0.5 + [100.0, 40.0, 0.0]  # the same face smaller elsewhere: same proportions
     np.testing.assert_allclose([FaceMeasures.of(moved).mouth_width, FaceMeasures.of(moved).iod],

@@ -222,7 +222,7 @@ def test_the_training_benchmark_times_each_piece_of_a_step(trained):
     args = argparse.Namespace(model=str(trained / "run"), data=str(trained / "data"), batch=2, steps=1, repeats=1, workers=1)
     result = bench.bench_train(args)
     assert result["batch"] == 2 and result["parameters_M"] > 0
-    assert set(result["batch_ms"]) == {"drawn by the loop", "from 1 workers", "ratio"}
+    assert set(result["batch_ms"]) == {"drawn by the loop", "from 1 worker", "ratio"}
     assert set(result["ema_ms"]) == {"per tensor", "fused", "ratio"}
     assert all(v > 0 for part in ("batch_ms", "ema_ms") for v in result[part].values())
     assert result["optimisation_step_ms"] > 0

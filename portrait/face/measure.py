@@ -3,7 +3,7 @@
 - :func:`identity_distance`: dlib's ResNet face descriptors (``pip install -r requirements-dev.txt``:
   ``dlib-bin`` and ``face-recognition-models``); Euclidean distance, under 0.6 = the same person.
 - :class:`FaceMeasures`: mouth width, mouth opening and eye opening from mediapipe's landmarks, in units of
-  the eye distance (3-D distances, so a turned head keeps its proportions).
+  the eye distance (3-D, so a turned head keeps its proportions).
 - :func:`head_rotation`: yaw, pitch, roll between two landmark sets by 3-D similarity alignment of the face's
   rigid points, with :mod:`portrait.face.controls`' axes and signs.
 - :func:`psnr` over a region.
@@ -103,12 +103,16 @@ def identity_distance(image_a: Image.Image | np.ndarray, image_b: Image.Image | 
 
 @dataclass
 class FaceMeasures:
-    """Expression measures of one face; all but ``iod`` in units of ``iod`` (3-D distances)."""
+    """Expression measures of one face; all but ``iod`` in units of ``iod`` (3-D)."""
 
     iod: float  # distance between the eye centres, in image pixels
     mouth_width: float  # outer mouth corners (61-291)
     mouth_opening: float  # inner lips at the middle (13-14)
-    eye_opening: float  # lids at the middle, mean of both eyes (159-145, 386-374)
+    # the lids' gap averaged along the eye: the area between its lid contours in the face's plane over its width,
+    # mean of both eyes. Not the distance of the lids' middle landmarks: those (159 and 145) are neither above each
+    # other nor at one depth, so lids that meet would still read about 0.05 eye distances apart (a narrow open eye:
+    # 0.125)
+    eye_opening: float
     brow_height: float  # each eyebrow's centre from its eye's corners (they stay when the lids close), mean of both
 
     @classmethod
@@ -122,8 +126,22 @@ class FaceMeasures:
 
         brows = [np.linalg.norm(p[list(REGIONS[brow])].mean(axis=0) - p[list(corners)].mean(axis=0)) / iod
                  for brow, corners in (("right_eyebrow", (33, 133)), ("left_eyebrow", (263, 362)))]
+        across = p[[263, 362]].mean(axis=0) - p[[33, 133]].mean(axis=0)  # eye corners: they stay as the lids close
+        down = p[2] - p[168]  # the nose, bridge to base
+        plane = np.stack([across, down - across * (down @ across) / (across @ across)])
+        plane /= np.linalg.norm(plane, axis=1, keepdims=True)
+        eyes = [_lid_gap(*(p[list(REGIONS[f"{side}_eye_{lid}"])] @ plane.T for lid in ("upper", "lower")))
+                for side in ("right", "left")]
         return cls(iod=iod, mouth_width=dist(61, 291), mouth_opening=dist(13, 14),
-                   eye_opening=(dist(159, 145) + dist(386, 374)) / 2.0, brow_height=float(np.mean(brows)))
+                   eye_opening=float(np.mean(eyes)) / iod, brow_height=float(np.mean(brows)))
+
+
+def _lid_gap(upper: np.ndarray, lower: np.ndarray) -> float:
+    """The mean gap between an eye's lid contours ``[N, 2]`` (corner to corner, in the face's plane): the area
+    between them (shoelace) over the distance between the corners."""
+    x, y = np.concatenate([upper, lower[-2:0:-1]]).T
+    area = 0.5 * abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
+    return area / max(abs(float(upper[-1, 0] - upper[0, 0])), 1e-9)
 
 
 def similarity_transform(a: np.ndarray, b: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
