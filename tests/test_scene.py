@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from portrait.face import FaceControls, PinholeCamera, render_depth
+from portrait.face import FaceControls, PinholeCamera, apply_controls, render_depth
 from portrait.face.mesh import REGIONS
 from portrait.mesh import camera_distance, depth_to_mesh
 from portrait.scene import build_head_layer, cast, move, render
@@ -55,6 +55,15 @@ def _near(layer, *regions: str, radius: float) -> np.ndarray:
     return np.min(np.linalg.norm(pixel[:, None] - points[None], axis=2), axis=1) < radius
 
 
+def _on_outline(layer) -> np.ndarray:
+    """``[V]`` bool: vertices whose source pixel lies on the head's outline (not the crop's border)."""
+    from scipy import ndimage
+
+    outline = layer.covered & ~ndimage.binary_erosion(layer.covered, border_value=1)
+    at = np.clip(np.floor(layer.mesh.vertex_attributes["pixel"]).astype(int), 0, layer.size - 1)
+    return outline[at[:, 1], at[:, 0]]
+
+
 def test_zero_controls_give_the_crop_back_exactly(layer):
     view = render(layer, FaceControls())
     assert np.array_equal(view.image, layer.crop)
@@ -100,6 +109,13 @@ def test_each_expression_moves_only_its_region(layer, control, value, moving, st
     assert np.percentile(moved[_near(layer, *still, radius=4)], 95) < 0.5
     far = layer.mesh.vertex_attributes["pixel"][:, 1] > layer.size - 3  # the bottom row of the crop
     assert np.abs(moved[far]).max() < 0.5
+    if control in ("smile", "brow_raise"):  # spread by the spline: the head's outline stays, all the way round
+        landmarks = apply_controls(layer.face, FaceControls(**{control: value})).vertices - layer.face.vertices
+        moving = layer.face.project(layer.size)[:468][np.linalg.norm(landmarks[:468], axis=1) > 0]
+        pixel = layer.mesh.vertex_attributes["pixel"]
+        away = np.min(np.linalg.norm(pixel[:, None] - moving[None], axis=2), axis=1) > 0.05 * layer.size
+        assert (_on_outline(layer) & away).sum() > 100
+        assert moved[_on_outline(layer) & away].max() < 0.5
 
 
 def test_closing_eyes_slides_the_lashes_whole_onto_the_lower_lid(layer):

@@ -116,11 +116,13 @@ def _spread(layer: HeadLayer, displacement: np.ndarray) -> np.ndarray:
     moving = np.linalg.norm(values, axis=1) > 0
     if not moving.any():  # e.g. an expression so small that it rounds away
         return np.zeros((len(layer.mesh.vertices), 3))
-    edge = layer.covered & ~ndimage.binary_erosion(layer.covered)
-    ys, xs = np.nonzero(edge[:: size // RBF_GRID, :: size // RBF_GRID])
+    # one anchor on the silhouette in each cell of the grid that it crosses (sampling the 1-pixel outline at the
+    # grid's own pixels would miss most of it, and the spline would move the silhouette where it misses)
+    ys, xs = np.nonzero(layer.covered & ~ndimage.binary_erosion(layer.covered))
+    _, first = np.unique((ys // (size // RBF_GRID)) * RBF_GRID + xs // (size // RBF_GRID), return_index=True)
     border = np.linspace(0, 1, 17)
     anchors = np.concatenate([
-        (np.stack([xs, ys], 1) + 0.5) / RBF_GRID,
+        (np.stack([xs[first], ys[first]], 1) + 0.5) / size,
         np.stack([border, np.zeros_like(border)], 1), np.stack([border, np.ones_like(border)], 1),
         np.stack([np.zeros_like(border), border], 1), np.stack([np.ones_like(border), border], 1),
     ])
