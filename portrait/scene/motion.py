@@ -34,6 +34,7 @@ from .layer import EYES, MOUTH, HeadLayer
 DEFAULT_RELIEF = (1.15, 1.0)
 OUTLINE_FADE = 0.3  # eye distances inside the head's outline over which a turn or a nod fades in
 RBF_GRID = 128  # the expression field is evaluated on this grid over the crop, then interpolated
+ANCHOR_CELL = 1 / 64  # part of the crop's side between the expression field's zero anchors along the head's outline
 NECK_FADE = 0.3  # eye distances below the jaw line over which a turn, a nod or a roll fades out down the neck
 JAW_FADE_SIDE = 0.8  # eye distances past the mouth corners over which the jaw's rotation fades out
 JAW_FADE_NECK = 0.5  # eye distances below the jaw line over which it fades out
@@ -116,10 +117,11 @@ def _spread(layer: HeadLayer, displacement: np.ndarray) -> np.ndarray:
     moving = np.linalg.norm(values, axis=1) > 0
     if not moving.any():  # e.g. an expression so small that it rounds away
         return np.zeros((len(layer.mesh.vertices), 3))
-    # one anchor on the silhouette in each cell of the grid that it crosses (sampling the 1-pixel outline at the
-    # grid's own pixels would miss most of it, and the spline would move the silhouette where it misses)
+    # one anchor on the silhouette in each cell of side ANCHOR_CELL that it crosses (sampling the 1-pixel outline at
+    # a grid's pixels would miss most of it, and the spline would move the silhouette where it misses)
     ys, xs = np.nonzero(layer.covered & ~ndimage.binary_erosion(layer.covered))
-    _, first = np.unique((ys // (size // RBF_GRID)) * RBF_GRID + xs // (size // RBF_GRID), return_index=True)
+    cell = max(1, round(ANCHOR_CELL * size))
+    _, first = np.unique((ys // cell) * size + xs // cell, return_index=True)
     border = np.linspace(0, 1, 17)
     anchors = np.concatenate([
         (np.stack([xs[first], ys[first]], 1) + 0.5) / size,
@@ -131,9 +133,16 @@ def _spread(layer: HeadLayer, displacement: np.ndarray) -> np.ndarray:
     anchors = anchors[reach > 0.04]
     rbf = RBFInterpolator(np.concatenate([points, anchors]), np.concatenate([values, np.zeros((len(anchors), 3))]),
                           kernel="thin_plate_spline", smoothing=1e-6)
-    cells = (np.arange(RBF_GRID) + 0.5) / RBF_GRID
-    grid = rbf(np.stack(np.meshgrid(cells, cells), -1).reshape(-1, 2)).reshape(RBF_GRID, RBF_GRID, 3)
     at = layer.mesh.vertex_attributes["pixel"] / size * RBF_GRID - 0.5  # [V, 2] grid coordinates
+    # the spline is evaluated only at the grid's nodes that some vertex interpolates from (the head, not the crop)
+    needed = np.zeros((RBF_GRID, RBF_GRID), bool)
+    corner = np.clip(np.floor(at).astype(int), 0, RBF_GRID - 1)
+    for dx in (0, 1):
+        for dy in (0, 1):
+            needed[np.minimum(corner[:, 1] + dy, RBF_GRID - 1), np.minimum(corner[:, 0] + dx, RBF_GRID - 1)] = True
+    rows, cols = np.nonzero(needed)
+    grid = np.zeros((RBF_GRID, RBF_GRID, 3))
+    grid[rows, cols] = rbf((np.stack([cols, rows], 1) + 0.5) / RBF_GRID)
     field = np.stack([ndimage.map_coordinates(grid[..., k], [at[:, 1], at[:, 0]], order=1, mode="nearest")
                       for k in range(3)], axis=1)
     field[layer.parts == EYES] = 0.0
