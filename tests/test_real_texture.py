@@ -109,8 +109,9 @@ def test_pixels_come_from_the_photo_and_depth_from_its_head_geometry(chosen):
     face_z = [np.asarray(m.face.vertices)[:468, 2] for m in (layer, varied)]
     assert np.abs(np.subtract(*face_z)).max() > 0.05 * np.ptp(face_z[0])
 
-    # 2. A new pose: the rendered photo pixels are kept wherever a whole block of them is shown
-    controls = FaceControls(yaw=20, pitch=-8, smile=0.5)
+    # 2. A new pose and an opened mouth (its inside a hole): the rendered photo pixels are kept wherever a whole
+    #    block of them is shown
+    controls = FaceControls(yaw=20, pitch=-8, smile=0.5, jaw_open=0.5)
     view = render(layer, controls)
     moved = render_sample(layer, controls, 32)
     shown = _box((np.isfinite(view.depth) & ~view.holes).astype(np.float64), 32) == 1.0
