@@ -136,10 +136,8 @@ def _spread(layer: HeadLayer, displacement: np.ndarray) -> np.ndarray:
     at = layer.mesh.vertex_attributes["pixel"] / size * RBF_GRID - 0.5  # [V, 2] grid coordinates
     # the spline is evaluated only at the grid's nodes that some vertex interpolates from (the head, not the crop)
     needed = np.zeros((RBF_GRID, RBF_GRID), bool)
-    corner = np.clip(np.floor(at).astype(int), 0, RBF_GRID - 1)
-    for dx in (0, 1):
-        for dy in (0, 1):
-            needed[np.minimum(corner[:, 1] + dy, RBF_GRID - 1), np.minimum(corner[:, 0] + dx, RBF_GRID - 1)] = True
+    x0, y0 = np.clip(np.floor(at).astype(int), 0, RBF_GRID - 2).T  # each vertex's 2 x 2 nodes
+    needed[y0, x0] = needed[y0 + 1, x0] = needed[y0, x0 + 1] = needed[y0 + 1, x0 + 1] = True
     rows, cols = np.nonzero(needed)
     grid = np.zeros((RBF_GRID, RBF_GRID, 3))
     grid[rows, cols] = rbf((np.stack([cols, rows], 1) + 0.5) / RBF_GRID)
