@@ -33,6 +33,7 @@ import numpy as np
 from ..face.controls import FaceFrame
 from ..face.measure import RIGID, head_rotation, similarity_transform
 from ..face.mesh import FaceMesh, eye_centres, region
+from .driving import NAMES
 
 EXPRESSION_POINTS = region("upper_lip_outer", "lower_lip_outer", "upper_lip_inner", "lower_lip_inner",
                            "right_eye_upper", "right_eye_lower", "left_eye_upper", "left_eye_lower",
@@ -164,6 +165,8 @@ def evaluate_animation(studio, photo_path, driving, out_dir, *, self_reenactment
         "identity_mean": float(np.mean(identity)), "identity_max": float(np.max(identity)),
         "jitter_result": jitter(result), "jitter_driver": driver_jitter, "jitter_photo_scripted": floor,
         "jitter_ratio": ratio[0], "jitter_ratio_95": list(ratio[1:]),
+        # the driver's motion as tracked, before smoothing: each control's value farthest from rest
+        "driver_peak": {name: float(column[np.argmax(np.abs(column))]) for name, column in zip(NAMES, anim.motion.raw.T)},
         "per_frame": {"pose_error_deg": apd.tolist(), "expression_error": aed.tolist(), "identity": identity},
     }
     if self_reenactment:
@@ -200,6 +203,8 @@ def markdown_report(s: dict) -> str:
         f"| ... the result's over the larger of the two, with its 95 % interval | {s['jitter_ratio']:.2f} "
         f"({s['jitter_ratio_95'][0]:.2f}-{s['jitter_ratio_95'][1]:.2f}) | {_reading(s['jitter_ratio_95'])} |",
     ]
+    peaks = ", ".join(f"{name} {value:+.2f}" for name, value in s["driver_peak"].items())
+    lines.append(f"| the driver's motion as tracked (unsmoothed), each control's value farthest from rest | {peaks} | |")
     if "self_psnr" in s:
         lines.append(f"| self-reenactment: PSNR / identity distance to the clip's frames | {s['self_psnr']:.2f} dB / "
                      f"{s['self_identity']:.3f} | |")
